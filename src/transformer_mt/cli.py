@@ -1,0 +1,76 @@
+"""`transformer-mt` entry point.
+
+Training commands (fit/validate/test/predict) go to LightningCLI; the user commands
+(translate, evaluate, average, export, attention) are plain argparse in one module each, so
+they start fast and never import Lightning. A `UserError` becomes one line on stderr and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from transformer_mt.errors import UserError
+
+LIGHTNING_COMMANDS = {
+    "fit": "train a model (LightningCLI)",
+    "validate": "score a checkpoint on the validation set (LightningCLI)",
+    "test": "score a checkpoint on the test set (LightningCLI)",
+    "predict": "translate the predict set through Lightning, writing a file (LightningCLI)",
+}
+
+# command -> (module with add_arguments(parser) and run(args) -> int, one-line help)
+USER_COMMANDS = {
+    "translate": ("transformer_mt.translate", "translate text with a checkpoint"),
+    "evaluate": ("transformer_mt.evaluate", "sacreBLEU / chrF of hypotheses against references"),
+    "average": ("transformer_mt.average", "average the weights of several checkpoints"),
+    "export": ("transformer_mt.export", "export a checkpoint to Hugging Face Marian / CTranslate2"),
+    "attention": ("transformer_mt.attention", "draw attention heatmaps for one sentence"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="transformer-mt",
+        description="Train and run the encoder-decoder Transformer (Vaswani et al., 2017) "
+        "for machine translation.",
+        epilog="Training: transformer-mt fit --config configs/demo.yaml "
+        "(see `transformer-mt fit --help`).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_text in LIGHTNING_COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    for name, (module_name, help_text) in USER_COMMANDS.items():
+        command = sub.add_parser(
+            name, help=help_text, description=help_text,
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        command.set_defaults(module=module_name)
+        importlib.import_module(module_name).add_arguments(command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        if argv and argv[0] in LIGHTNING_COMMANDS:
+            from transformer_mt.train_cli import run_lightning_cli
+
+            return run_lightning_cli(argv)
+        args = build_parser().parse_args(argv)
+        if args.command is None:
+            build_parser().print_help()
+            return 0
+        module = importlib.import_module(args.module)
+        return int(module.run(args) or 0)
+    except UserError as exc:
+        print(f"transformer-mt: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("transformer-mt: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

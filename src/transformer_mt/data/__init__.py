@@ -1,0 +1,1 @@
+"""Data: the joint sentencepiece vocabulary, corpus readers, token-bucket batching."""

@@ -1,0 +1,159 @@
+"""The encoder-decoder Transformer: embeddings, the two stacks, and the output projection."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from transformer_mt.config import TransformerConfig
+from transformer_mt.model.attention import KVCache, StaticKVCache
+from transformer_mt.model.layers import DecoderLayer, EncoderLayer, SinusoidalPositions
+
+
+@dataclass
+class DecoderState:
+    """Everything incremental decoding carries from one step to the next."""
+
+    memory: Tensor  # (B, S, d) encoder output
+    src_mask: Tensor  # (B, 1, 1, S) True at real source tokens
+    self_caches: list[KVCache] = field(default_factory=list)
+    cross_caches: list[StaticKVCache] = field(default_factory=list)
+    length: int = 0  # target positions consumed so far
+
+    def reorder(self, index: Tensor) -> None:
+        """Select batch rows `index` in every cache (beam search re-ranking, dropping rows)."""
+        self.memory = self.memory.index_select(0, index)
+        self.src_mask = self.src_mask.index_select(0, index)
+        for cache in self.self_caches:
+            cache.reorder(index)
+        for cache in self.cross_caches:
+            cache.reorder(index)
+
+
+def source_mask(src: Tensor, pad_id: int) -> Tensor:
+    """(B, S) ids -> (B, 1, 1, S) boolean key mask, True where a key may be attended to.
+
+    A row that is entirely padding gets all keys unmasked: its outputs are meaningless (they are
+    padding) but finite, where an all-False row would make softmax produce NaN.
+    """
+    keep = src.ne(pad_id)
+    keep = keep | ~keep.any(dim=-1, keepdim=True)
+    return keep[:, None, None, :]
+
+
+class Transformer(nn.Module):
+    """Encoder-decoder Transformer with shared embeddings and sinusoidal positions."""
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.embed = nn.Embedding(c.vocab_size, c.d_model, padding_idx=c.pad_id)
+        if c.share_embeddings:
+            self.tgt_embed = self.embed
+        else:
+            self.tgt_embed = nn.Embedding(c.vocab_size, c.d_model, padding_idx=c.pad_id)
+            self.output_proj = nn.Linear(c.d_model, c.vocab_size, bias=False)
+        self.positions = SinusoidalPositions(c.max_positions, c.d_model)
+        self.embed_scale = math.sqrt(c.d_model)
+        self.dropout = nn.Dropout(c.dropout)
+        layer_args = (c.d_model, c.n_heads, c.d_ff, c.dropout, c.attention_dropout,
+                      c.activation_dropout, c.norm_first)
+        self.encoder_layers = nn.ModuleList(
+            EncoderLayer(*layer_args) for _ in range(c.n_encoder_layers)
+        )
+        self.decoder_layers = nn.ModuleList(
+            DecoderLayer(*layer_args) for _ in range(c.n_decoder_layers)
+        )
+        # Pre-norm stacks need a final LayerNorm; post-norm layers already end with one.
+        self.encoder_norm = nn.LayerNorm(c.d_model) if c.norm_first else nn.Identity()
+        self.decoder_norm = nn.LayerNorm(c.d_model) if c.norm_first else nn.Identity()
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Xavier-uniform linear layers; embeddings N(0, d_model^-0.5) so that after the
+        sqrt(d_model) scale they have unit variance, with the padding row zero."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        for embedding in {self.embed, self.tgt_embed}:
+            nn.init.normal_(embedding.weight, mean=0.0, std=self.config.d_model**-0.5)
+            with torch.no_grad():
+                embedding.weight[self.config.pad_id].zero_()
+
+    def _embed(self, embedding: nn.Embedding, tokens: Tensor, offset: int = 0) -> Tensor:
+        x = embedding(tokens) * self.embed_scale + self.positions(tokens.size(1), offset)
+        return self.dropout(x)
+
+    def encode(self, src: Tensor) -> tuple[Tensor, Tensor]:
+        """src: (B, S) ids -> memory (B, S, d) and the source key mask (B, 1, 1, S)."""
+        src_mask = source_mask(src, self.config.pad_id)
+        x = self._embed(self.embed, src)
+        for layer in self.encoder_layers:
+            x, _ = layer(x, src_mask)
+        return self.encoder_norm(x), src_mask
+
+    def logits(self, hidden: Tensor) -> Tensor:
+        """Pre-softmax projection; the transposed shared embedding when embeddings are tied."""
+        if self.config.share_embeddings:
+            return F.linear(hidden, self.embed.weight)
+        return self.output_proj(hidden)
+
+    def decode(self, tgt_in: Tensor, memory: Tensor, src_mask: Tensor) -> Tensor:
+        """Teacher-forced decoding: tgt_in (B, T) starts with BOS; returns logits (B, T, V)."""
+        x = self._embed(self.tgt_embed, tgt_in)
+        for layer in self.decoder_layers:
+            x, _, _ = layer(x, memory, src_mask)
+        return self.logits(self.decoder_norm(x))
+
+    def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
+        memory, src_mask = self.encode(src)
+        return self.decode(tgt_in, memory, src_mask)
+
+    def start_decoding(self, memory: Tensor, src_mask: Tensor) -> DecoderState:
+        """Fresh per-layer caches for incremental decoding of a batch."""
+        n = len(self.decoder_layers)
+        return DecoderState(
+            memory, src_mask, [KVCache() for _ in range(n)], [StaticKVCache() for _ in range(n)]
+        )
+
+    def decode_step(self, tokens: Tensor, state: DecoderState) -> Tensor:
+        """One incremental step: tokens (B,) are the latest target ids; returns logits (B, V).
+
+        Only the new position is computed; past keys/values come from the caches, and the
+        encoder keys/values of cross-attention are projected once, on the first step.
+        """
+        x = self._embed(self.tgt_embed, tokens[:, None], offset=state.length)
+        for layer, self_cache, cross_cache in zip(
+            self.decoder_layers, state.self_caches, state.cross_caches, strict=True
+        ):
+            x, _, _ = layer(x, state.memory, state.src_mask, self_cache, cross_cache)
+        state.length += 1
+        return self.logits(self.decoder_norm(x[:, 0]))
+
+    def attention_weights(self, src: Tensor, tgt_in: Tensor) -> dict[str, list[Tensor]]:
+        """The attention probabilities of a teacher-forced forward pass, per layer
+        (each (B, n_heads, T_query, T_key)): keys `encoder`, `decoder_self`, `cross`."""
+        src_mask = source_mask(src, self.config.pad_id)
+        x = self._embed(self.embed, src)
+        encoder = []
+        for layer in self.encoder_layers:
+            x, weights = layer(x, src_mask, need_weights=True)
+            encoder.append(weights)
+        memory = self.encoder_norm(x)
+        y = self._embed(self.tgt_embed, tgt_in)
+        decoder_self, cross = [], []
+        for layer in self.decoder_layers:
+            y, self_weights, cross_weights = layer(y, memory, src_mask, need_weights=True)
+            decoder_self.append(self_weights)
+            cross.append(cross_weights)
+        return {"encoder": encoder, "decoder_self": decoder_self, "cross": cross}
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
