@@ -44,6 +44,8 @@ class TranslationModel(L.LightningModule):
             (0 = none); the first ones of the validation set.
         val_beam_size: beam size for the validation BLEU (1 = greedy).
         val_length_penalty: GNMT length penalty alpha for the validation BLEU.
+        predict_beam_size: beam size of `transformer-mt predict`.
+        predict_max_tokens: padded source tokens per decoding batch in `predict`.
         src_lang: source language (set from the data module; stored in checkpoints).
         tgt_lang: target language (set from the data module; stored in checkpoints).
     """
@@ -71,6 +73,8 @@ class TranslationModel(L.LightningModule):
         val_bleu_sentences: int = 500,
         val_beam_size: int = 1,
         val_length_penalty: float = 0.6,
+        predict_beam_size: int = 4,
+        predict_max_tokens: int = 4096,
         src_lang: str = "en",
         tgt_lang: str = "de",
     ) -> None:
@@ -199,6 +203,20 @@ class TranslationModel(L.LightningModule):
                            metrics=("bleu",))
             self.log(f"{prefix}/bleu", result["bleu"]["score"], prog_bar=True,
                      rank_zero_only=True)
+
+    def predict_step(self, batch: list[str], batch_idx: int) -> list[str]:
+        """Translate a chunk of raw source lines (one output per line, same order)."""
+        from transformer_mt.checkpoint import LoadedModel
+        from transformer_mt.decoding import translate_lines
+
+        loaded = LoadedModel(self.model, self.tokenizer, self.hparams.src_lang,
+                             self.hparams.tgt_lang)
+        result = translate_lines(
+            loaded, batch, batch_tokens=self.hparams.predict_max_tokens,
+            beam_size=self.hparams.predict_beam_size,
+            length_penalty=self.hparams.val_length_penalty,
+        )
+        return self.tokenizer.decode([h[0].tokens for h in result.hypotheses])
 
     def on_validation_epoch_end(self) -> None:
         self._log_eval("val", self.trainer.datamodule.references["valid"])

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -24,6 +25,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from transformer_mt.data.datamodule import TranslationDataModule
 from transformer_mt.errors import UserError
 from transformer_mt.lit import TranslationModel
+from transformer_mt.textio import atomic_write
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -83,6 +85,23 @@ class TransformerMTCLI(LightningCLI):
         self._resolve_last()
 
     before_validate = before_test = before_predict = before_fit
+
+    def predict(self, model: TranslationModel, datamodule: TranslationDataModule,
+                ckpt_path: str | None = None, **kwargs: Any) -> None:
+        """Run Lightning's predict loop and write one translation per input line, in order."""
+        if ckpt_path is None:
+            raise UserError("predict needs a trained model: --ckpt_path CKPT")
+        with contextlib.redirect_stdout(sys.stderr):  # progress bar off stdout: it holds results
+            chunks = self.trainer.predict(model, datamodule=datamodule, ckpt_path=ckpt_path,
+                                          return_predictions=True)
+        lines = [line.replace("\n", " ").replace("\r", " ") for chunk in chunks
+                 for line in chunk]
+        output = datamodule.hparams.predict_output
+        if output:
+            with atomic_write(output) as handle:
+                handle.writelines(line + "\n" for line in lines)
+        else:
+            sys.stdout.writelines(line + "\n" for line in lines)
 
     def instantiate_trainer(self, **kwargs: Any):
         trainer = super().instantiate_trainer(**kwargs)

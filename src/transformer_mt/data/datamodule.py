@@ -13,6 +13,7 @@ from transformer_mt.data.batching import EncodedPairs, TokenBucketBatchSampler, 
 from transformer_mt.data.corpus import ParallelText, default_data_dir, read_corpora
 from transformer_mt.data.tokenizer import Tokenizer, train_tokenizer
 from transformer_mt.errors import UserError
+from transformer_mt.textio import read_lines
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ class TranslationDataModule(L.LightningDataModule):
         valid: validation corpora (loss, perplexity and BLEU during training).
         test: test corpora for `transformer-mt test`.
         predict: a source-language text file to translate with `transformer-mt predict`.
+        predict_output: where `predict` writes its translations (default: standard output).
         src_lang: source language code, e.g. ``en``.
         tgt_lang: target language code, e.g. ``de``.
         data_dir: base folder of relative corpus paths; default $TRANSFORMER_MT_DATA or
@@ -46,6 +48,7 @@ class TranslationDataModule(L.LightningDataModule):
         valid: list[str],
         test: list[str] | None = None,
         predict: str | None = None,
+        predict_output: str | None = None,
         src_lang: str = "en",
         tgt_lang: str = "de",
         data_dir: str | None = None,
@@ -125,6 +128,11 @@ class TranslationDataModule(L.LightningDataModule):
                 self.datasets[split] = self._encode(text, False, split)
                 self.sources[split], self.references[split] = text.src, text.tgt
 
+        if stage == "predict":
+            if not self.hparams.predict:
+                raise UserError("predict needs a source file: --data.predict FILE")
+            self.sources["predict"] = read_lines(self.hparams.predict)
+
     def _sampler(self, dataset: EncodedPairs, training: bool) -> TokenBucketBatchSampler:
         trainer = self.trainer
         max_tokens = self.hparams.max_tokens if training else (
@@ -152,3 +160,9 @@ class TranslationDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.datasets["test"], self._sampler(self.datasets["test"], False))
+
+    def predict_dataloader(self) -> DataLoader:
+        """Raw source lines in file order, in chunks; `translate_lines` sorts and batches each
+        chunk by tokens, so the output keeps the input's order and line count."""
+        return DataLoader(self.sources["predict"], batch_size=256, shuffle=False,
+                          collate_fn=list)
