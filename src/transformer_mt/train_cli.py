@@ -18,6 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+# Lightning 2.6 itself calls jsonargparse APIs deprecated in 4.49; the warnings are not the
+# user's to act on.
+os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
+
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO

@@ -1,0 +1,83 @@
+"""`make demo`: train the demo model on data/, average its last checkpoints, translate the demo
+test set and score it, printing what a new user wants to see.
+
+Every step is the same `transformer-mt` command a user would type (run in this process, so
+Lightning and torch are imported once); the commands are echoed so they can be copied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from transformer_mt.cli import main as transformer_mt
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(argv: list[str]) -> None:
+    print(f"\n$ transformer-mt {shlex.join(argv)}", flush=True)
+    status = transformer_mt(argv)
+    if status:
+        sys.exit(status)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run-dir", default="runs/demo", help="where checkpoints and outputs go")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="training steps (default: configs/demo.yaml's max_steps)")
+    parser.add_argument("--average", type=int, default=3, help="checkpoints to average")
+    parser.add_argument("--samples", type=int, default=8, help="translations to print")
+    parser.add_argument("--test-lines", type=int, default=None,
+                        help="translate only the first N test sentences (default: all)")
+    parser.add_argument("--no-progress-bar", action="store_true", help="quiet training")
+    args = parser.parse_args(argv)
+    run_dir = Path(args.run_dir)
+    data = REPO / "data"
+
+    start = time.monotonic()
+    fit = ["fit", "--config", str(REPO / "configs" / "demo.yaml"),
+           "--trainer.default_root_dir", str(run_dir),
+           "--trainer.logger.init_args.save_dir", str(run_dir),
+           "--checkpoint.dirpath", str(run_dir / "checkpoints"),
+           "--data.data_dir", str(data)]
+    if args.steps is not None:
+        every = max(1, args.steps // 4)
+        fit += ["--trainer.max_steps", str(args.steps),
+                "--trainer.val_check_interval", str(every),
+                "--checkpoint.every_n_train_steps", str(every)]
+    if args.no_progress_bar:
+        fit += ["--trainer.enable_progress_bar", "false"]
+    for old in (run_dir / "checkpoints").glob("*.ckpt"):  # a rerun starts a fresh model
+        old.unlink()
+    run(fit)
+    trained = time.monotonic() - start
+
+    averaged = run_dir / "averaged.ckpt"
+    run(["average", "--run-dir", str(run_dir / "checkpoints"), "--last", str(args.average),
+         "--output", str(averaged)])
+    sources = (data / "test.en").read_text(encoding="utf-8").splitlines()[: args.test_lines]
+    references = (data / "test.de").read_text(encoding="utf-8").splitlines()[: args.test_lines]
+    source_file, reference_file = data / "test.en", data / "test.de"
+    if args.test_lines is not None:
+        source_file, reference_file = run_dir / "test.en", run_dir / "test.de"
+        source_file.write_text("".join(s + "\n" for s in sources), encoding="utf-8")
+        reference_file.write_text("".join(r + "\n" for r in references), encoding="utf-8")
+    hypotheses = run_dir / "test.hyp.de"
+    run(["translate", "--checkpoint", str(averaged), "--input", str(source_file),
+         "--output", str(hypotheses), "--beam-size", "4"])
+    outputs = hypotheses.read_text(encoding="utf-8").splitlines()
+    print("\nSample translations (source / reference / transformer-mt):")
+    for src, ref, hyp in list(zip(sources, references, outputs, strict=True))[: args.samples]:
+        print(f"  EN  {src}\n  REF {ref}\n  OUT {hyp}\n")
+    run(["evaluate", "--hyp", str(hypotheses), "--ref", str(reference_file)])
+    print(f"\nTrained in {trained / 60:.1f} min; total {(time.monotonic() - start) / 60:.1f} min.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
