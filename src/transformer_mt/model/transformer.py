@@ -82,7 +82,7 @@ class Transformer(nn.Module):
                 nn.init.xavier_uniform_(module.weight)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
-        for embedding in {self.embed, self.tgt_embed}:
+        for embedding in dict.fromkeys((self.embed, self.tgt_embed)):  # ordered, deduplicated
             nn.init.normal_(embedding.weight, mean=0.0, std=self.config.d_model**-0.5)
             with torch.no_grad():
                 embedding.weight[self.config.pad_id].zero_()
