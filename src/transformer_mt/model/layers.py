@@ -52,9 +52,26 @@ class PositionwiseFeedForward(nn.Module):
         return self.fc2(hidden)
 
 
-class EncoderLayer(nn.Module):
-    """Self-attention then FFN, each wrapped as LayerNorm(x + Dropout(Sublayer(x))) (post-norm),
-    or x + Dropout(Sublayer(LayerNorm(x))) when `norm_first`."""
+class _ResidualLayer(nn.Module):
+    """The residual wiring shared by encoder and decoder layers (§5.4)."""
+
+    dropout: nn.Dropout
+    norm_first: bool
+
+    def _residual(self, x: Tensor, norm: nn.LayerNorm, sublayer) -> tuple[Tensor, Tensor | None]:
+        """LayerNorm(x + Dropout(Sublayer(x))) (post-norm, the paper), or
+        x + Dropout(Sublayer(LayerNorm(x))) when `norm_first`. `sublayer` returns its output and
+        its attention weights (or None)."""
+        out, weights = sublayer(norm(x) if self.norm_first else x)
+        x = x + self.dropout(out)
+        return (x if self.norm_first else norm(x)), weights
+
+    def _ffn(self, x: Tensor) -> tuple[Tensor, None]:
+        return self.ffn(x), None
+
+
+class EncoderLayer(_ResidualLayer):
+    """Self-attention then FFN, each in a residual block with LayerNorm."""
 
     def __init__(
         self, d_model: int, n_heads: int, d_ff: int, dropout: float, attention_dropout: float,
@@ -70,24 +87,15 @@ class EncoderLayer(nn.Module):
 
     def forward(self, x: Tensor, src_mask: Tensor, need_weights: bool = False):
         """x: (B, S, d); src_mask: (B, 1, 1, S) True at real tokens. Returns (x, attn weights)."""
-        residual = x
-        if self.norm_first:
-            x = self.self_attn_norm(x)
-        x, weights = self.self_attn(x, mask=src_mask, need_weights=need_weights)
-        x = residual + self.dropout(x)
-        if not self.norm_first:
-            x = self.self_attn_norm(x)
-
-        residual = x
-        if self.norm_first:
-            x = self.ffn_norm(x)
-        x = residual + self.dropout(self.ffn(x))
-        if not self.norm_first:
-            x = self.ffn_norm(x)
+        x, weights = self._residual(
+            x, self.self_attn_norm,
+            lambda h: self.self_attn(h, mask=src_mask, need_weights=need_weights),
+        )
+        x, _ = self._residual(x, self.ffn_norm, self._ffn)
         return x, weights
 
 
-class DecoderLayer(nn.Module):
+class DecoderLayer(_ResidualLayer):
     """Masked self-attention, encoder-decoder (cross) attention, then FFN (§3.1)."""
 
     def __init__(
@@ -120,31 +128,16 @@ class DecoderLayer(nn.Module):
         causal prefix. Right padding of the target needs no mask: a real token never sees a
         later (padding) position under the causal mask. Returns (x, self weights, cross weights).
         """
-        residual = x
-        if self.norm_first:
-            x = self.self_attn_norm(x)
-        causal = x.size(1) > 1  # several new positions: only without history (checked upstream)
-        x, self_weights = self.self_attn(
-            x, is_causal=causal, cache=self_cache, need_weights=need_weights
+        causal = x.size(1) > 1  # teacher forcing; decode_step feeds one position at a time
+        x, self_weights = self._residual(
+            x, self.self_attn_norm,
+            lambda h: self.self_attn(h, is_causal=causal, cache=self_cache,
+                                     need_weights=need_weights),
         )
-        x = residual + self.dropout(x)
-        if not self.norm_first:
-            x = self.self_attn_norm(x)
-
-        residual = x
-        if self.norm_first:
-            x = self.cross_attn_norm(x)
-        x, cross_weights = self.cross_attn(
-            x, memory, mask=src_mask, cache=cross_cache, need_weights=need_weights
+        x, cross_weights = self._residual(
+            x, self.cross_attn_norm,
+            lambda h: self.cross_attn(h, memory, mask=src_mask, cache=cross_cache,
+                                      need_weights=need_weights),
         )
-        x = residual + self.dropout(x)
-        if not self.norm_first:
-            x = self.cross_attn_norm(x)
-
-        residual = x
-        if self.norm_first:
-            x = self.ffn_norm(x)
-        x = residual + self.dropout(self.ffn(x))
-        if not self.norm_first:
-            x = self.ffn_norm(x)
+        x, _ = self._residual(x, self.ffn_norm, self._ffn)
         return x, self_weights, cross_weights
