@@ -2,50 +2,21 @@
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from transformer_mt import average
 from transformer_mt.checkpoint import load_checkpoint_dict, load_for_inference, model_state_dict
+from transformer_mt.cli import main as run_cli
 from transformer_mt.config import TransformerConfig
 from transformer_mt.data.tokenizer import train_tokenizer
-from transformer_mt.errors import UserError
 from transformer_mt.model import Transformer
 
 WORDS = ("the cat sat on a mat quick brown fox jumps over lazy dog he read book in two days "
          "men are playing football park der die das Katze sitzt auf Matte Hund").split()
-
-
-def run_cli(argv: list[str]) -> int:
-    """Run `transformer-mt ARGV` in process, as a user would.
-
-    Falls back to parsing only the average command while `cli.build_parser` cannot import the
-    other user-command modules (still being written); the fallback mirrors cli.main's
-    UserError handling and goes unused once they exist.
-    """
-    from transformer_mt import cli
-
-    try:
-        cli.build_parser()
-    except ModuleNotFoundError as exc:
-        if not (exc.name or "").startswith("transformer_mt."):
-            raise
-        assert argv[0] == "average"
-        parser = argparse.ArgumentParser(prog="transformer-mt average")
-        average.add_arguments(parser)
-        try:
-            return average.run(parser.parse_args(argv[1:]))
-        except UserError as err:
-            print(f"transformer-mt: error: {err}", file=sys.stderr)
-            return 2
-    return cli.main(argv)
-
 
 @pytest.fixture(scope="module")
 def spm_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import sacrebleu
 from sacrebleu.metrics import BLEU, CHRF
 
 from transformer_mt import evaluate
+from transformer_mt.cli import main as run_cli
 from transformer_mt.errors import UserError
 
 HYPS = [
@@ -32,32 +32,6 @@ REFS2 = [
     "He finished the book in two days!",
     "Two guys are playing football in a park.",
 ]
-
-
-def run_cli(argv: list[str]) -> int:
-    """Run `transformer-mt ARGV` in process, as a user would.
-
-    Falls back to parsing only the evaluate command while `cli.build_parser` cannot import the
-    other user-command modules (still being written); the fallback mirrors cli.main's
-    UserError handling and goes unused once they exist.
-    """
-    from transformer_mt import cli
-
-    try:
-        cli.build_parser()
-    except ModuleNotFoundError as exc:
-        if not (exc.name or "").startswith("transformer_mt."):
-            raise
-        assert argv[0] == "evaluate"
-        parser = argparse.ArgumentParser(prog="transformer-mt evaluate")
-        evaluate.add_arguments(parser)
-        try:
-            return evaluate.run(parser.parse_args(argv[1:]))
-        except UserError as err:
-            print(f"transformer-mt: error: {err}", file=sys.stderr)
-            return 2
-    return cli.main(argv)
-
 
 def write(path: Path, lines: list[str], newline: str = "\n") -> str:
     path.write_bytes("".join(line + newline for line in lines).encode("utf-8"))
