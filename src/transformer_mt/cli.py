@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
 from transformer_mt.errors import UserError
 
@@ -30,8 +31,17 @@ USER_COMMANDS = {
 }
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse reporting a usage mistake (unknown option, invalid choice, missing argument) in
+    one line, like every other user error: its usual usage block buries the message. The
+    subcommand parsers are of this class too (argparse creates them with the parent's)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"transformer-mt: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="transformer-mt",
         description="Train and run the encoder-decoder Transformer (Vaswani et al., 2017) "
         "for machine translation.",

@@ -84,6 +84,14 @@ class TranslationModel(L.LightningModule):
             raise UserError(f"model.label_smoothing={label_smoothing}: must be in [0, 1)")
         if warmup_steps < 1:
             raise UserError(f"model.warmup_steps={warmup_steps}: must be >= 1")
+        # checked here, not when first used: a bad value would otherwise surface as a
+        # traceback from the search, at the first validation or in `predict`
+        for name, value, least in (("val_beam_size", val_beam_size, 1),
+                                   ("predict_beam_size", predict_beam_size, 1),
+                                   ("predict_max_tokens", predict_max_tokens, 1),
+                                   ("val_bleu_sentences", val_bleu_sentences, 0)):
+            if value < least:
+                raise UserError(f"model.{name}={value}: must be >= {least}")
         try:
             self.config = TransformerConfig.preset(
                 preset, vocab_size=vocab_size, d_model=d_model, n_heads=n_heads, d_ff=d_ff,

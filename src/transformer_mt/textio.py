@@ -100,13 +100,17 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
     if not directory.is_dir():
-        raise UserError(f"{target}: directory {directory} does not exist")
+        problem = "is not a directory" if directory.exists() else "does not exist"
+        raise UserError(f"{target}: cannot write: {directory} {problem}")
     if target.is_dir():
         raise UserError(f"{target}: is a directory, expected a file path")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     except OSError as exc:
         raise UserError(f"{target}: cannot write ({exc.strerror})") from None
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
     try:
         encoding = None if "b" in mode else "utf-8"
         with os.fdopen(fd, mode, encoding=encoding, newline=None if "b" in mode else "\n") as f:

@@ -107,7 +107,10 @@ class TokenBucketBatchSampler(Sampler[list[int]]):
     shuffle=True: new tie-breaks and a new batch order every epoch (seeded by seed + epoch).
     Distributed: every rank builds the same batch list and takes every `num_replicas`-th batch,
     so ranks see disjoint batches; in training the tail is dropped so all ranks step equally.
-    `skip_batches` resumes an epoch part-way (the checkpoint records how far it got).
+    `skip_batches` resumes an epoch part-way (the checkpoint records how far it got): the next
+    iteration leaves out that many batches. `len()` stays the full epoch: Lightning counts the
+    resumed epoch's batches from where the checkpoint left off, so a shortened length would
+    end the epoch early.
     """
 
     def __init__(
@@ -137,7 +140,8 @@ class TokenBucketBatchSampler(Sampler[list[int]]):
         )
 
     def set_epoch(self, epoch: int) -> None:
-        """Called by Lightning at the start of every epoch."""
+        """Called by the training loader at the start of every epoch (Lightning itself calls
+        set_epoch on samplers only, not on batch samplers)."""
         self.epoch = epoch
 
     def _rank_batches(self) -> list[list[int]]:
@@ -157,7 +161,7 @@ class TokenBucketBatchSampler(Sampler[list[int]]):
         yield from batches[skip:]
 
     def __len__(self) -> int:
-        return len(self._rank_batches()) - self.skip_batches
+        return len(self._rank_batches())
 
 
 def collate(items: list[tuple[int, np.ndarray, np.ndarray]]) -> dict[str, Tensor]:

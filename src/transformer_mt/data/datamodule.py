@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 from transformer_mt.data.batching import EncodedPairs, TokenBucketBatchSampler, collate
@@ -16,6 +19,47 @@ from transformer_mt.errors import UserError
 from transformer_mt.textio import read_lines
 
 log = logging.getLogger(__name__)
+
+
+class ResumableLoader(DataLoader):
+    """The training DataLoader: it keeps the batch sampler's epoch in step with the trainer, and
+    makes training resumable mid-epoch through Lightning's `_Stateful` protocol.
+
+    Epoch: Lightning calls `set_epoch` on samplers but not on batch samplers, so without this
+    every epoch would repeat the first one's order. It is set whenever an epoch's iterator is
+    created, before worker processes start fetching indices.
+    Resume: Lightning saves `state_dict()` with the fit loop in every checkpoint and, when
+    resuming, hands it to `load_state_dict` before creating the first iterator. The state is
+    where training stands: the epoch and how many of its batches are done, read from the
+    trainer (the loader runs ahead of training by its prefetch, so it cannot count itself);
+    a finished epoch is saved as the start of the next one, because Lightning moves on to it
+    only after creating that first iterator. The sampler then leaves out the batches already
+    trained on, so a resumed run trains on exactly the batches of the uninterrupted one.
+    """
+
+    batch_sampler: TokenBucketBatchSampler
+
+    def __init__(self, *args: Any, trainer: L.Trainer, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.trainer = trainer
+        self._resume_epoch: int | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        epoch = self.trainer.fit_loop.epoch_progress.current.processed
+        if self._resume_epoch is not None:
+            epoch, self._resume_epoch = self._resume_epoch, None
+        self.batch_sampler.set_epoch(epoch)
+        return super().__iter__()
+
+    def state_dict(self) -> dict[str, int]:
+        progress = self.trainer.fit_loop.epoch_loop.batch_progress
+        if progress.is_last_batch:
+            return {"epoch": self.batch_sampler.epoch + 1, "batches": 0}
+        return {"epoch": self.batch_sampler.epoch, "batches": progress.current.processed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume_epoch = state["epoch"]
+        self.batch_sampler.skip_batches = state["batches"]
 
 
 class TranslationDataModule(L.LightningDataModule):
@@ -144,22 +188,33 @@ class TranslationDataModule(L.LightningDataModule):
             rank=trainer.global_rank if trainer else 0,
         )
 
-    def _loader(self, dataset: EncodedPairs, sampler: TokenBucketBatchSampler) -> DataLoader:
-        return DataLoader(
-            dataset, batch_sampler=sampler, collate_fn=collate,
-            num_workers=self.hparams.num_workers,
+    def _loader_options(self) -> dict[str, Any]:
+        """DataLoader options shared by training and evaluation.
+
+        Each loader gets its own seeded generator: a DataLoader otherwise draws a seed from
+        torch's global generator every time it starts an epoch, so a validation run or a new
+        epoch would shift the dropout masks of all later steps, and a resumed run (which
+        restores the global generators from the checkpoint) would drift from an uninterrupted
+        one.
+        """
+        return dict(
+            collate_fn=collate, num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,
+            generator=torch.Generator().manual_seed(self.hparams.seed),
         )
 
     def train_dataloader(self) -> DataLoader:
         self.train_sampler = self._sampler(self.datasets["train"], training=True)
-        return self._loader(self.datasets["train"], self.train_sampler)
+        return ResumableLoader(self.datasets["train"], batch_sampler=self.train_sampler,
+                               trainer=self.trainer, **self._loader_options())
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.datasets["valid"], self._sampler(self.datasets["valid"], False))
+        return DataLoader(self.datasets["valid"], batch_sampler=self._sampler(
+            self.datasets["valid"], False), **self._loader_options())
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.datasets["test"], self._sampler(self.datasets["test"], False))
+        return DataLoader(self.datasets["test"], batch_sampler=self._sampler(
+            self.datasets["test"], False), **self._loader_options())
 
     def predict_dataloader(self) -> DataLoader:
         """Raw source lines in file order, in chunks; `translate_lines` sorts and batches each

@@ -1,0 +1,116 @@
+"""Multi-process training: `fit` with DDP on 2 CPU processes (gloo), as a user would run it.
+
+`fit` runs as a subprocess (`python -m transformer_mt.cli fit ...`): Lightning starts rank 1 by
+re-running that command line. Compared with a single-process run on the same config and seed:
+- each rank trains on its own share of the batches: at step s rank 0 gets the single run's
+  batch 2s - 1 and rank 1 batch 2s (our sampler deals the same batch list out round-robin);
+- the losses agree: close at step 1 for rank 0 (same weights and batch), and on average
+  afterwards (a DDP step averages two batches' gradients);
+- one set of checkpoint files is written (by rank 0); an interrupted run (SIGTERM to the
+  launching process, as `kill` would send) stops both ranks at the same step, and resuming it
+  reproduces the uninterrupted run's losses exactly, on both ranks.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests._tiny_fit import REPO, read_records, recorder_args, tiny_fit_args
+from transformer_mt.cli import main
+
+STEPS = 4
+DDP = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
+
+
+def options(run: Path, spm: Path, steps: int, *extra: str) -> list[str]:
+    return tiny_fit_args(run, spm, "--trainer.max_steps", str(steps),
+                         "--trainer.val_check_interval", str(steps),
+                         "--checkpoint.every_n_train_steps", str(steps), *extra)
+
+
+def ddp_fit(run: Path, spm: Path, *extra: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("MASTER_PORT", None)  # let Lightning pick a free port
+    return subprocess.run(
+        [sys.executable, "-m", "transformer_mt.cli",
+         *options(run, spm, STEPS, *DDP, *recorder_args(run / "steps"), *extra)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=400,
+    )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _nondeterministic_afterwards() -> Iterator[None]:
+    """`trainer.deterministic` switches torch to deterministic kernels process-wide."""
+    yield
+    torch.use_deterministic_algorithms(False)
+
+
+@pytest.fixture(scope="module")
+def spm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("spm")
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory: pytest.TempPathFactory, spm: Path) -> list[dict]:
+    """Records of a single-process run of 2 * STEPS steps (it also fills the vocabulary cache
+    before two processes would race to build it)."""
+    run = tmp_path_factory.mktemp("single")
+    assert main(options(run, spm, 2 * STEPS, *recorder_args(run / "steps"))) == 0
+    return read_records(run / "steps")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory, spm: Path,
+                  single: list[dict]) -> Path:
+    run = tmp_path_factory.mktemp("ddp")
+    result = ddp_fit(run, spm)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    return run
+
+
+def test_ranks_share_out_the_batches_and_losses_agree(uninterrupted: Path,
+                                                      single: list[dict]) -> None:
+    ranks = [read_records(uninterrupted / "steps", rank) for rank in (0, 1)]
+    for rank, records in enumerate(ranks):
+        assert [r["step"] for r in records] == list(range(1, STEPS + 1))
+        assert [r["index"] for r in records] == [s["index"] for s in single[rank::2]]
+    for r0, r1 in zip(*ranks, strict=True):
+        assert not set(r0["index"]) & set(r1["index"])
+    # same weights and batch; only the dropout masks differ (Lightning reseeds each rank
+    # when DDP starts, after the model was built)
+    assert ranks[0][0]["loss"] == pytest.approx(single[0]["loss"], rel=0.01)
+    ddp_mean = sum(r["loss"] for records in ranks for r in records) / (2 * STEPS)
+    single_mean = sum(s["loss"] for s in single[:STEPS]) / STEPS
+    assert ddp_mean == pytest.approx(single_mean, rel=0.05)
+
+
+def test_one_set_of_checkpoint_files(uninterrupted: Path) -> None:
+    checkpoints = uninterrupted / "checkpoints"
+    assert sorted(os.listdir(checkpoints)) == ["last.ckpt", f"step{STEPS:06d}.ckpt"]
+    assert [p.name for p in (uninterrupted / "logs").iterdir()] == ["version_0"]
+    checkpoint = torch.load(checkpoints / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == STEPS
+    assert len(checkpoint["rng_states"]) == 2  # both ranks' generators, for an exact resume
+
+
+def test_interrupted_ddp_fit_resumes_exactly(uninterrupted: Path, spm: Path,
+                                             tmp_path: Path) -> None:
+    stopped = ddp_fit(tmp_path, spm, *recorder_args(tmp_path / "steps", signal_at_step=2))
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    assert "Traceback" not in stopped.stderr
+    assert "interrupted by SIGTERM at step 2" in stopped.stderr
+    for rank in (0, 1):  # both ranks stopped after step 2
+        assert [r["step"] for r in read_records(tmp_path / "steps", rank)] == [1, 2]
+    resumed = ddp_fit(tmp_path, spm, "--ckpt_path", "last")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    for rank in (0, 1):
+        assert read_records(tmp_path / "steps", rank) \
+            == read_records(uninterrupted / "steps", rank)
