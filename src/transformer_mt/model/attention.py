@@ -67,6 +67,12 @@ class MultiHeadAttention(nn.Module):
 
     Self-attention uses one fused (d_model -> 3 d_model) projection; cross-attention a query
     projection and a fused key/value projection of the encoder output.
+
+    Cross-attention accepts g * B query rows for B memory rows: each run of g consecutive query
+    rows attends to one memory row. Beam search uses this for the g beams of a sentence, which
+    then share one copy of the encoder keys/values instead of g copies: the attention reads
+    g times less memory per step, and dropping or expanding beams never copies encoder-sized
+    tensors. The result is the same as repeating each memory row g times.
     """
 
     def __init__(self, d_model: int, n_heads: int, dropout: float, self_attention: bool) -> None:
@@ -95,20 +101,21 @@ class MultiHeadAttention(nn.Module):
         cache: KVCache | StaticKVCache | None = None,
         need_weights: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
-        """Attend from `query` (B, Tq, d) to itself or to `memory` (B, Tk, d).
+        """Attend from `query` (B, Tq, d) to itself or to `memory` (B / g, Tk, d), g >= 1
+        query rows per memory row (class docstring; g = 1 but in beam search).
 
-        mask: boolean, broadcastable to (B, n_heads, Tq, Tk), True = may attend.
+        mask: boolean, broadcastable to (B / g, n_heads, g * Tq, Tk), True = may attend.
         is_causal: position i attends to positions <= i (decoder self-attention in training).
         cache: a KVCache (self-attention, incremental decoding) or StaticKVCache (cross).
         need_weights: also return the (B, n_heads, Tq, Tk) attention probabilities.
         """
+        b, t, _ = query.shape
         if self.self_attention:
             q, k, v = self.qkv_proj(query).chunk(3, dim=-1)
             q, k, v = self._split_heads(q), self._split_heads(k), self._split_heads(v)
             if cache is not None:
                 k, v = cache.append(k, v)
         else:
-            q = self._split_heads(self.q_proj(query))
             if cache is not None and cache.k is not None:
                 k, v = cache.k, cache.v
             else:
@@ -116,6 +123,12 @@ class MultiHeadAttention(nn.Module):
                 k, v = self._split_heads(k), self._split_heads(v)
                 if cache is not None:
                     cache.k, cache.v = k, v
+            q = self.q_proj(query)
+            if b != k.size(0):  # g query rows per memory row: fold g into the query length
+                if b % k.size(0):
+                    raise ValueError(f"{b} query rows do not group onto {k.size(0)} memory rows")
+                q = q.reshape(k.size(0), -1, q.size(-1))
+            q = self._split_heads(q)
 
         dropout_p = self.dropout if self.training else 0.0
         weights = None
@@ -125,7 +138,6 @@ class MultiHeadAttention(nn.Module):
             out = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal
             )
-        b, _, t, _ = out.shape
         out = out.transpose(1, 2).reshape(b, t, self.n_heads * self.d_head)
         return self.out_proj(out), weights
 

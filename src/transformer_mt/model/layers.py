@@ -121,7 +121,8 @@ class DecoderLayer(_ResidualLayer):
         cross_cache: StaticKVCache | None = None,
         need_weights: bool = False,
     ):
-        """x: (B, T, d) target states; memory: (B, S, d) encoder output.
+        """x: (B, T, d) target states; memory: (B / g, S, d) encoder output, g = 1 except in
+        beam search, where the g beams of a sentence share its row (see MultiHeadAttention).
 
         Without a cache the self-attention is causal over the T positions. With a cache, x holds
         only the new position and attends to everything cached before it, which is exactly the

@@ -16,22 +16,33 @@ from transformer_mt.model.layers import DecoderLayer, EncoderLayer, SinusoidalPo
 
 @dataclass
 class DecoderState:
-    """Everything incremental decoding carries from one step to the next."""
+    """Everything incremental decoding carries from one step to the next.
 
-    memory: Tensor  # (B, S, d) encoder output
-    src_mask: Tensor  # (B, 1, 1, S) True at real source tokens
+    The decoder runs R rows; the encoder side (memory, mask, cross-attention keys/values) has
+    one row per `group` consecutive decoder rows (the beams of one sentence share it, see
+    `MultiHeadAttention`), so R = group * (memory rows).
+    """
+
+    memory: Tensor  # (R / group, S, d) encoder output
+    src_mask: Tensor  # (R / group, 1, 1, S) True at real source tokens
     self_caches: list[KVCache] = field(default_factory=list)
     cross_caches: list[StaticKVCache] = field(default_factory=list)
     length: int = 0  # target positions consumed so far
+    group: int = 1  # decoder rows per encoder row
 
-    def reorder(self, index: Tensor) -> None:
-        """Select batch rows `index` in every cache (beam search re-ranking, dropping rows)."""
-        self.memory = self.memory.index_select(0, index)
-        self.src_mask = self.src_mask.index_select(0, index)
+    def reorder(self, index: Tensor, group: int = 1) -> None:
+        """Keep decoder rows `index` (beam search re-ranking, dropping rows), then in groups of
+        `group` rows per encoder row: every run of `group` consecutive entries of `index` must
+        come from one encoder row (e.g. one sentence's beams). The encoder side is selected
+        once per group, so keeping K beams copies 1/K of what one row per beam would."""
         for cache in self.self_caches:
             cache.reorder(index)
+        source = index[::group] // self.group
+        self.memory = self.memory.index_select(0, source)
+        self.src_mask = self.src_mask.index_select(0, source)
         for cache in self.cross_caches:
-            cache.reorder(index)
+            cache.reorder(source)
+        self.group = group
 
 
 def source_mask(src: Tensor, pad_id: int) -> Tensor:
@@ -100,10 +111,12 @@ class Transformer(nn.Module):
         return self.encoder_norm(x), src_mask
 
     def logits(self, hidden: Tensor) -> Tensor:
-        """Pre-softmax projection; the transposed shared embedding when embeddings are tied."""
-        if self.config.share_embeddings:
+        """Pre-softmax projection: the transposed shared embedding when embeddings are tied,
+        else `output_proj` (which a tied model also gets when quantized: model/quantize.py)."""
+        output_proj = getattr(self, "output_proj", None)
+        if output_proj is None:
             return F.linear(hidden, self.embed.weight)
-        return self.output_proj(hidden)
+        return output_proj(hidden)
 
     def decode(self, tgt_in: Tensor, memory: Tensor, src_mask: Tensor) -> Tensor:
         """Teacher-forced decoding: tgt_in (B, T) starts with BOS; returns logits (B, T, V)."""

@@ -1,0 +1,337 @@
+"""Training throughput of our Transformer and of `transformers`' MarianMTModel, side by side.
+
+Both models get the same dimensions (the `base` or `big` preset with a 32k shared vocabulary),
+the same dropout, the same batches (real Multi30k sentence lengths, ~`--max-tokens` padded
+tokens per side, bucketed as our trainer buckets them), the same optimiser (Adam(0.9, 0.98,
+1e-9) with the paper's schedule, exactly what `transformer-mt fit` builds) and the same
+label-smoothed loss (`optim.label_smoothed_nll_loss`, eps 0.1). Ours runs the training step of
+`lit.TranslationModel._loss`, i.e. what `fit` runs, minus Lightning's loop.
+
+Each model is measured in a fresh child process, so the peak memory (CPU: RSS high-water mark
+from getrusage; CUDA: torch.cuda.max_memory_allocated) is that model's alone and neither run
+inherits the other's allocator caches. `--rounds R` alternates ours / transformers R times,
+which spreads the noise of a shared machine over both.
+
+Figures: target tokens/s = non-padding target tokens of a step / that step's wall time,
+median over the measured steps (after `--warmup` unmeasured ones).
+
+MFU (CUDA only) = achieved FLOP/s / the GPU's dense bf16 peak (`PEAK_BF16_TFLOPS`), where the
+FLOPs of a step count multiply-adds as 2 FLOPs, forward + backward = 3x forward:
+  6 * (P_enc * S + (P_dec + d * V) * T)                    parameter matmuls
+  + 12 * d * (L_enc * sum s^2 + L_dec * sum (t^2 + t * s))  attention scores and weighted sums
+with S, T the real (non-padding) source and target tokens of the batch, s, t per-sentence
+lengths, P_enc / P_dec the encoder / decoder parameters without embeddings (LayerNorms and
+biases included, negligible), d * V the output projection (the tied embedding matrix, a real
+matmul per target token). Causal self-attention is counted as a full square, as usual.
+
+  python scripts/bench_train.py                       # CPU, 2 threads, quick (few steps)
+  python scripts/bench_train.py --steps 20 --rounds 1 # a reportable CPU figure
+  python scripts/bench_train.py --device cuda --precision bf16-mixed --max-tokens 25000
+
+`--precision bf16-mixed` autocasts both models to bfloat16 (on CPU too, where AMX or
+AVX512-BF16 makes it worthwhile); the loss is computed in float32 either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from transformer_mt.config import PAD_ID, TransformerConfig
+from transformer_mt.data.batching import EncodedPairs, collate, make_batches
+from transformer_mt.data.corpus import default_data_dir, read_corpora
+from transformer_mt.data.tokenizer import train_tokenizer
+
+# Dense (no sparsity) bf16 tensor-core peaks from NVIDIA's data sheets, TFLOP/s; matched
+# against torch.cuda.get_device_name in this order (the more specific names first).
+PEAK_BF16_TFLOPS: list[tuple[str, float]] = [
+    ("H100 PCIe", 756.0),
+    ("H100 NVL", 835.0),
+    ("H100", 989.4),  # SXM
+    ("H200", 989.4),
+    ("GH200", 989.4),
+    ("A100", 312.0),
+]
+SYSTEMS = ("ours", "transformers")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=["base", "big"], default="base")
+    parser.add_argument("--vocab-size", type=int, default=32000,
+                        help="shared vocabulary (embedding rows and softmax width)")
+    parser.add_argument("--steps", type=int, default=6, help="measured steps per model and round")
+    parser.add_argument("--warmup", type=int, default=2, help="unmeasured steps first")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="alternate ours/transformers this many times")
+    parser.add_argument("--max-tokens", type=int, default=4000,
+                        help="padded tokens per batch (the longer side), as data.max_tokens")
+    parser.add_argument("--corpus", default="multi30k/train.{lang}.xz",
+                        help="where the sentence lengths come from (relative to the data dir)")
+    parser.add_argument("--data-dir", default=None,
+                        help="default $TRANSFORMER_MT_DATA or ../shared/data")
+    parser.add_argument("--spm-cache", default=".cache/transformer-mt",
+                        help="sentencepiece cache (shared with `fit`)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--precision", choices=["32-true", "bf16-mixed"], default="32-true")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--only", choices=SYSTEMS, default=None, help="measure one system")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=None, metavar="FILE", help="also write results here")
+    args = parser.parse_args(argv)
+    if args.steps < 1 or args.warmup < 0 or args.rounds < 1:
+        parser.error("--steps and --rounds must be >= 1, --warmup >= 0")
+    return args
+
+
+def model_config(preset: str, vocab_size: int) -> TransformerConfig:
+    return TransformerConfig.preset(preset, vocab_size=vocab_size)
+
+
+def make_step_batches(args: argparse.Namespace) -> list[dict[str, torch.Tensor]]:
+    """warmup + steps batches of real sentences, bucketed by length as training does, drawn
+    at random (seeded) from all the corpus' batches, so short and long buckets both occur."""
+    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    text = read_corpora([args.corpus], "en", "de", data_dir)
+    tokenizer = train_tokenizer((line for side in (text.src, text.tgt) for line in side),
+                                vocab_size=8000, cache_dir=args.spm_cache)
+    pairs = EncodedPairs(tokenizer.encode(text.src), tokenizer.encode(text.tgt))
+    rng = np.random.default_rng(args.seed)
+    batches = make_batches(pairs.src_lengths, pairs.tgt_lengths, args.max_tokens, rng)
+    chosen = rng.choice(len(batches), size=args.warmup + args.steps, replace=False)
+    return [collate([pairs[i] for i in batches[b]]) for b in chosen]
+
+
+def flops_per_step(config: TransformerConfig, batch: dict[str, torch.Tensor],
+                   p_enc: int, p_dec: int) -> float:
+    """Training FLOPs of one step (module docstring)."""
+    s = batch["src"].ne(PAD_ID).sum(1).double()
+    t = batch["tgt_out"].ne(PAD_ID).sum(1).double()
+    d, vocab = config.d_model, config.vocab_size
+    params = 6 * (p_enc * s.sum() + (p_dec + d * vocab) * t.sum())
+    attention = 12 * d * (config.n_encoder_layers * (s * s).sum()
+                          + config.n_decoder_layers * (t * t + t * s).sum())
+    return float(params + attention)
+
+
+def peak_tflops(device_name: str) -> float | None:
+    for key, value in PEAK_BF16_TFLOPS:
+        if key in device_name:
+            return value
+    return None
+
+
+def rss_mib() -> float:
+    """Current resident set size (Linux /proc), MiB."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@dataclass
+class Trainee:
+    """A model, its optimiser and a function computing (loss_sum, nll_sum, n_tokens)."""
+
+    model: torch.nn.Module
+    loss: Any
+    p_enc: int
+    p_dec: int
+
+
+def build(system: str, preset: str, config: TransformerConfig, device: torch.device
+          ) -> Trainee:
+    """Our LightningModule's model and loss, or a MarianMTModel of the same shape with the same
+    loss. Both are initialised from the same seed (the values do not matter for speed)."""
+    from transformer_mt.optim import label_smoothed_nll_loss
+
+    torch.manual_seed(0)
+    if system == "ours":
+        from transformer_mt.lit import TranslationModel
+
+        lit = TranslationModel(preset=preset, vocab_size=config.vocab_size)
+        assert lit.config == config, (lit.config, config)
+        lit.to(device).train()
+        model = lit.model
+        p_enc = sum(p.numel() for p in model.encoder_layers.parameters())
+        p_dec = sum(p.numel() for p in model.decoder_layers.parameters())
+        return Trainee(lit, lit._loss, p_enc, p_dec)
+
+    from transformers import MarianConfig, MarianMTModel
+
+    from transformer_mt.export import marian_config_kwargs
+
+    hf = MarianMTModel(MarianConfig(**marian_config_kwargs(config))).to(device).train()
+
+    def loss(batch: dict[str, torch.Tensor]):
+        logits = hf(input_ids=batch["src"], attention_mask=batch["src"].ne(PAD_ID),
+                    decoder_input_ids=batch["tgt_in"]).logits
+        return label_smoothed_nll_loss(logits, batch["tgt_out"], 0.1, PAD_ID)
+
+    p_enc = sum(p.numel() for p in hf.model.encoder.layers.parameters())
+    p_dec = sum(p.numel() for p in hf.model.decoder.layers.parameters())
+    return Trainee(hf, loss, p_enc, p_dec)
+
+
+def measure(system: str, args: argparse.Namespace, batches: list[dict[str, torch.Tensor]]
+            ) -> dict[str, Any]:
+    """Runs in a child process: build, warm up, time `args.steps` training steps."""
+    from transformer_mt.optim import make_optimizer
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    config = model_config(args.preset, args.vocab_size)
+    batches = [{k: v.to(device) for k, v in b.items()} for b in batches]
+    rss_before = rss_mib()
+    trainee = build(system, args.preset, config, device)
+    optimizer, scheduler = make_optimizer(
+        trainee.model.parameters(), config.d_model, warmup_steps=4000,
+        fused=device.type == "cuda",  # as TranslationModel.configure_optimizers
+    )
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16)
+                if args.precision == "bf16-mixed" else nullcontext())
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    times, tokens, flops = [], [], []
+    for i, batch in enumerate(batches):
+        if i == args.warmup and device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        sync()
+        start = time.perf_counter()
+        with autocast:
+            loss_sum, _, n_tokens = trainee.loss(batch)
+        (loss_sum / n_tokens).backward()
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        sync()
+        elapsed = time.perf_counter() - start
+        if i >= args.warmup:
+            times.append(elapsed)
+            tokens.append(int(n_tokens))
+            flops.append(flops_per_step(config, batch, trainee.p_enc, trainee.p_dec))
+    result: dict[str, Any] = {
+        "system": system,
+        "params": sum(p.numel() for p in trainee.model.parameters()),
+        "step_s": times, "tgt_tokens": tokens, "flops": flops,
+        "attn_implementation": getattr(getattr(trainee.model, "config", None),
+                                       "_attn_implementation", "sdpa (ours)"),
+    }
+    if device.type == "cuda":
+        result["peak_mem_mib"] = torch.cuda.max_memory_allocated() / 2**20
+        result["device_name"] = torch.cuda.get_device_name()
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        result["peak_mem_mib"] = peak
+        result["peak_mem_over_start_mib"] = peak - rss_before
+        result["device_name"] = platform.processor() or "cpu"
+    return result
+
+
+def tokens_per_s(run: dict[str, Any]) -> float:
+    """Median over the run's measured steps of target tokens / step time."""
+    return statistics.median(n / t for n, t in zip(run["tgt_tokens"], run["step_s"],
+                                                   strict=True))
+
+
+def summarise(runs: list[dict[str, Any]], device: str) -> dict[str, Any]:
+    """One system: the median of its rounds' medians (a round = one fresh process)."""
+    summary = {
+        "tokens_per_s": statistics.median(tokens_per_s(run) for run in runs),
+        "rounds_tokens_per_s": [tokens_per_s(run) for run in runs],
+        "step_s_median": statistics.median(t for run in runs for t in run["step_s"]),
+        "peak_mem_mib": max(run["peak_mem_mib"] for run in runs),
+        "params": runs[0]["params"],
+        "attn_implementation": runs[0]["attn_implementation"],
+    }
+    if device == "cuda":
+        tflops = [f / t / 1e12 for run in runs for f, t in zip(run["flops"], run["step_s"],
+                                                                 strict=True)]
+        summary["tflops_median"] = statistics.median(tflops)
+        peak = peak_tflops(runs[0]["device_name"])
+        summary["mfu"] = summary["tflops_median"] / peak if peak else None
+        summary["device_name"] = runs[0]["device_name"]
+    else:
+        summary["peak_mem_over_start_mib"] = max(r["peak_mem_over_start_mib"] for r in runs)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("bench_train: --device cuda but no CUDA device is available", file=sys.stderr)
+        return 2
+    import transformers
+
+    batches = make_step_batches(args)
+    load_start = os.getloadavg()
+    systems = [args.only] if args.only else list(SYSTEMS)
+    context = multiprocessing.get_context("spawn")  # a clean process (and RSS) per run
+    runs: dict[str, list[dict[str, Any]]] = {s: [] for s in systems}
+    wall = time.perf_counter()
+    for _ in range(args.rounds):
+        for system in systems:
+            with context.Pool(1) as pool:
+                runs[system].append(pool.apply(measure, (system, args, batches)))
+    wall = time.perf_counter() - wall
+    load_end = os.getloadavg()
+
+    measured = batches[args.warmup:]
+    real_src = sum(int(b["src"].ne(PAD_ID).sum()) for b in measured)
+    padded_src = sum(b["src"].numel() for b in measured)
+    real_tgt = sum(int(b["tgt_out"].ne(PAD_ID).sum()) for b in measured)
+    threads = f" ({args.threads} threads)" if args.device == "cpu" else ""
+    print(f"bench_train: preset {args.preset}, vocab {args.vocab_size}, device {args.device}"
+          f"{threads}, precision {args.precision}")
+    print(f"  torch {torch.__version__}, transformers {transformers.__version__}, "
+          f"python {platform.python_version()}")
+    print(f"  {args.steps} measured steps x {args.rounds} round(s) after {args.warmup} warm-up; "
+          f"batches: {real_tgt / len(measured):.0f} target / {real_src / len(measured):.0f} "
+          f"source tokens on average ({padded_src / len(measured):.0f} padded source)")
+    summary = {s: summarise(runs[s], args.device) for s in systems}
+    for system in systems:
+        s = summary[system]
+        line = (f"  {system:<13} {s['tokens_per_s']:8.1f} tgt tok/s (rounds: "
+                f"{', '.join(f'{x:.0f}' for x in s['rounds_tokens_per_s'])})  step "
+                f"{s['step_s_median']:.3f} s  peak mem {s['peak_mem_mib']:.0f} MiB")
+        if args.device == "cpu":
+            line += f" (+{s['peak_mem_over_start_mib']:.0f} over start)"
+        else:
+            mfu = f"{100 * s['mfu']:.1f}%" if s["mfu"] is not None else "n/a (unknown GPU)"
+            line += f"  {s['tflops_median']:.1f} TFLOP/s  MFU {mfu} ({s['device_name']})"
+        line += f"  [{s['params'] / 1e6:.1f}M params, attention {s['attn_implementation']}]"
+        print(line)
+    if len(systems) == 2:
+        ratio = summary["ours"]["tokens_per_s"] / summary["transformers"]["tokens_per_s"]
+        rounds = [a / b for a, b in zip(summary["ours"]["rounds_tokens_per_s"],
+                                        summary["transformers"]["rounds_tokens_per_s"],
+                                        strict=True)]
+        summary["ratio"], summary["rounds_ratio"] = ratio, rounds
+        print(f"  ratio ours / transformers: {ratio:.2f}x (per round: "
+              f"{', '.join(f'{r:.2f}' for r in rounds)})")
+    print(f"  load average {load_start[0]:.2f} at start, {load_end[0]:.2f} at end; "
+          f"wall {wall:.0f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {"args": vars(args), "summary": summary, "runs": runs,
+             "load_avg": [load_start, load_end]}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

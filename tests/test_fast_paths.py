@@ -1,0 +1,154 @@
+"""The inference fast paths give what the plain paths give (docs/benchmarks.md measures them).
+
+- beam search shares one encoder row among a sentence's beams (`DecoderState.group`): its
+  results must be exactly those of the plain layout with one encoder row per beam;
+- int8 dynamic quantization (`translate --quantize int8`) changes numbers, so it must keep the
+  line count and agree with float32 on (nearly) every sentence of a trained model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tests._tiny_ckpt import make_tiny_checkpoint, tiny_model
+from transformer_mt import cli
+from transformer_mt.config import BOS_ID, EOS_ID, PAD_ID, TransformerConfig
+from transformer_mt.decoding import beam_search, generate
+from transformer_mt.model import Transformer
+from transformer_mt.model.quantize import quantize
+from transformer_mt.model.transformer import DecoderState
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Matrices this small gain nothing from a second thread, and on a busy 2-core machine two
+    OpenMP threads wait on each other (as in test_export.py)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_src(lengths: list[int], vocab: int, seed: int = 0) -> torch.Tensor:
+    """Right-padded random sources ending with EOS (`lengths` include it)."""
+    gen = torch.Generator().manual_seed(seed)
+    src = torch.full((len(lengths), max(lengths)), PAD_ID)
+    for row, n in enumerate(lengths):
+        src[row, : n - 1] = torch.randint(4, vocab, (n - 1,), generator=gen)
+        src[row, n - 1] = EOS_ID
+    return src
+
+
+def test_grouped_cross_attention_equals_one_encoder_row_per_beam() -> None:
+    """Step by step, with re-ranking inside each sentence and a sentence leaving."""
+    model = tiny_model()
+    src = make_src([5, 9, 3], vocab=12)
+    k = 3
+    memory, mask = model.encode(src)
+    grouped = model.start_decoding(memory, mask)
+    plain = model.start_decoding(memory, mask)
+    expand = torch.arange(3).repeat_interleave(k)
+    grouped.reorder(expand, group=k)
+    plain.reorder(expand)
+    assert grouped.memory.size(0) == 3 and plain.memory.size(0) == 9
+    gen = torch.Generator().manual_seed(1)
+    rows = torch.arange(9)
+    with torch.inference_mode():
+        for step in range(6):
+            tokens = torch.randint(4, 12, (rows.numel(),), generator=gen)
+            torch.testing.assert_close(model.decode_step(tokens, grouped),
+                                       model.decode_step(tokens, plain), rtol=1e-5, atol=1e-5)
+            n_sent = rows.numel() // k
+            # beams move within their sentence, as in beam search
+            within = torch.randint(0, k, (n_sent, k), generator=gen)
+            index = (torch.arange(n_sent)[:, None] * k + within).view(-1)
+            if step == 3:  # the middle sentence is done
+                index = index.view(n_sent, k)[[0, 2]].view(-1)
+            grouped.reorder(index, group=k)
+            plain.reorder(index)
+            rows = index
+
+
+@pytest.mark.parametrize("nbest", [1, 3])
+def test_beam_search_matches_the_plain_layout(monkeypatch: pytest.MonkeyPatch,
+                                              nbest: int) -> None:
+    """The fast path against the same search with every beam holding its own encoder row."""
+    model = tiny_model()
+    src = make_src([3, 9, 5, 14, 2, 7], vocab=12)
+    fast = beam_search(model, src, beam_size=4, nbest=nbest, max_len_a=1.0, max_len_b=6)
+
+    plain_reorder = DecoderState.reorder
+
+    def one_row_per_beam(self: DecoderState, index: torch.Tensor, group: int = 1) -> None:
+        plain_reorder(self, index)
+
+    monkeypatch.setattr(DecoderState, "reorder", one_row_per_beam)
+    plain = beam_search(model, src, beam_size=4, nbest=nbest, max_len_a=1.0, max_len_b=6)
+    assert [[h.tokens for h in hyps] for hyps in fast] == \
+        [[h.tokens for h in hyps] for hyps in plain]
+    for f, p in zip(fast, plain, strict=True):
+        assert [h.score for h in f] == pytest.approx([h.score for h in p], abs=1e-5)
+
+
+def reverse_task_model() -> Transformer:
+    """A tiny model trained to reverse digit strings (a few seconds): a quantization check
+    needs confident predictions, which random weights do not have."""
+    torch.manual_seed(0)
+    config = TransformerConfig(vocab_size=14, d_model=64, n_heads=4, d_ff=128,
+                               n_encoder_layers=2, n_decoder_layers=2, dropout=0.0,
+                               max_positions=32)
+    model = Transformer(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3, betas=(0.9, 0.98))
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        seq = torch.randint(4, 14, (32, 6), generator=gen)
+        src = torch.cat([seq, torch.full((32, 1), EOS_ID)], 1)
+        tgt_in = torch.cat([torch.full((32, 1), BOS_ID), seq.flip(1)], 1)
+        tgt_out = torch.cat([seq.flip(1), torch.full((32, 1), EOS_ID)], 1)
+        loss = F.cross_entropy(model(src, tgt_in).transpose(1, 2), tgt_out)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+def test_int8_quantization_agrees_with_float32() -> None:
+    model = reverse_task_model()
+    seq = torch.randint(4, 14, (60, 6), generator=torch.Generator().manual_seed(1))
+    src = torch.cat([seq, torch.full((60, 1), EOS_ID)], 1)
+    reference = [h[0].tokens for h in generate(model, src, beam_size=1)]
+    assert sum(r == s.flip(0).tolist() for r, s in zip(reference, seq, strict=True)) >= 50, \
+        "the model should have learnt the task, or agreement means little"
+    quantize(model, "int8")
+    assert type(model.output_proj).__module__.startswith("torch.ao.nn.quantized")
+    assert all(type(m) is not torch.nn.Linear for m in model.modules())
+    quantized = [h[0].tokens for h in generate(model, src, beam_size=1)]
+    assert sum(a == b for a, b in zip(quantized, reference, strict=True)) >= 57
+    assert len(generate(model, src, beam_size=4)) == len(src)
+
+
+def test_translate_quantize_keeps_every_line(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture) -> None:
+    ckpt = make_tiny_checkpoint(tmp_path / "tiny.ckpt", tmp_path / "spm")
+    source = tmp_path / "in.txt"
+    source.write_text("the cat sleeps\n\nder Hund läuft schnell\n🙂 emoji\n", encoding="utf-8")
+    outputs = {}
+    for extra in ([], ["--quantize", "int8"]):
+        assert cli.main(["translate", "--checkpoint", str(ckpt), "--input", str(source),
+                         "--device", "cpu", "--quiet", *extra]) == 0
+        outputs[bool(extra)] = capsys.readouterr().out
+    assert outputs[True].count("\n") == outputs[False].count("\n") == 4
+    assert outputs[True].splitlines()[1] == ""
+
+
+def test_quantize_refuses_cuda(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    ckpt = make_tiny_checkpoint(tmp_path / "tiny.ckpt", tmp_path / "spm")
+    rc = cli.main(["translate", "--checkpoint", str(ckpt), "--device", "cuda",
+                   "--quantize", "int8", "--input", str(ckpt)])
+    assert rc == 2
+    assert "--device" in capsys.readouterr().err  # no CUDA here, or: int8 is for the CPU
