@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from transformer_mt.config import TransformerConfig
+from transformer_mt.config import EOS_ID, PAD_ID, TransformerConfig
 from transformer_mt.data.tokenizer import train_tokenizer
 from transformer_mt.model import Transformer
 
@@ -52,3 +52,13 @@ def make_tiny_checkpoint(path: Path, cache_dir: Path, max_positions: int = 64) -
         path,
     )
     return path
+
+
+def make_src(lengths: list[int], vocab: int, seed: int = 0) -> torch.Tensor:
+    """Right-padded batch of random sources, each ending with EOS (`lengths` include it)."""
+    gen = torch.Generator().manual_seed(seed)
+    src = torch.full((len(lengths), max(lengths)), PAD_ID)
+    for row, n in enumerate(lengths):
+        src[row, : n - 1] = torch.randint(4, vocab, (n - 1,), generator=gen)
+        src[row, n - 1] = EOS_ID
+    return src

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests._tiny_ckpt import tiny_model
+from tests._tiny_ckpt import make_src, tiny_model
 from transformer_mt import decoding
 from transformer_mt.config import BOS_ID, EOS_ID, PAD_ID, TransformerConfig
 from transformer_mt.decoding import (
@@ -21,16 +21,6 @@ from transformer_mt.decoding import (
     sample,
 )
 from transformer_mt.model import Transformer
-
-
-def make_src(lengths: list[int], vocab: int, seed: int = 0) -> torch.Tensor:
-    """Right-padded batch of random sources, each ending with EOS (`lengths` include it)."""
-    gen = torch.Generator().manual_seed(seed)
-    src = torch.full((len(lengths), max(lengths)), PAD_ID)
-    for row, n in enumerate(lengths):
-        src[row, : n - 1] = torch.randint(4, vocab, (n - 1,), generator=gen)
-        src[row, n - 1] = EOS_ID
-    return src
 
 
 def tokens(results: list[list[Hypothesis]]) -> list[list[list[int]]]:

@@ -15,9 +15,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests._tiny_ckpt import make_tiny_checkpoint, tiny_model
+from tests._tiny_ckpt import make_src, make_tiny_checkpoint, tiny_model
 from transformer_mt import cli
-from transformer_mt.config import BOS_ID, EOS_ID, PAD_ID, TransformerConfig
+from transformer_mt.config import BOS_ID, EOS_ID, TransformerConfig
 from transformer_mt.decoding import beam_search, generate
 from transformer_mt.model import Transformer
 from transformer_mt.model.quantize import quantize
@@ -34,14 +34,6 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
-def make_src(lengths: list[int], vocab: int, seed: int = 0) -> torch.Tensor:
-    """Right-padded random sources ending with EOS (`lengths` include it)."""
-    gen = torch.Generator().manual_seed(seed)
-    src = torch.full((len(lengths), max(lengths)), PAD_ID)
-    for row, n in enumerate(lengths):
-        src[row, : n - 1] = torch.randint(4, vocab, (n - 1,), generator=gen)
-        src[row, n - 1] = EOS_ID
-    return src
 
 
 def test_grouped_cross_attention_equals_one_encoder_row_per_beam() -> None:
