@@ -394,3 +394,18 @@ def _nondeterministic_afterwards() -> Iterator[None]:
     """`trainer.deterministic` in the demo runs switches torch to deterministic kernels."""
     yield
     torch.use_deterministic_algorithms(False)
+
+
+def test_closed_output_pipe_is_not_a_traceback(tmp_path: Path) -> None:
+    """`transformer-mt ... | head` must stop quietly when the reader goes away."""
+    text = tmp_path / "t.txt"
+    text.write_text("a b c d\n" * 50, encoding="utf-8")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "transformer_mt.cli", "evaluate", "--hyp", str(text),
+         "--ref", str(text), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)
+    assert b"Traceback" not in err and b"Exception ignored" not in err, err
+    assert proc.returncode == 141

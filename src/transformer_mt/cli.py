@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import NoReturn
 
@@ -73,10 +74,16 @@ def main(argv: list[str] | None = None) -> int:
             build_parser().print_help()
             return 0
         module = importlib.import_module(args.module)
-        return int(module.run(args) or 0)
+        status = int(module.run(args) or 0)
+        sys.stdout.flush()  # a closed pipe surfaces here, inside the handler, not at exit
+        return status
     except UserError as exc:
         print(f"transformer-mt: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`... | head`): stop quietly, as other Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:
         print("transformer-mt: interrupted", file=sys.stderr)
         return 130
