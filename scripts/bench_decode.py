@@ -4,10 +4,11 @@ The checkpoint is exported once with `transformer-mt export` (its parity checks 
 Marian model for `transformers` and a CTranslate2 model, so all systems run the SAME weights:
 
   ours          decoding.translate_lines (what `transformer-mt translate` runs)
-  ours-int8     the same after `--quantize int8` (dynamic int8 nn.Linear), if asked for
+  ours-int8     the same after `--quantize int8` (dynamic int8 nn.Linear; CPU only)
   transformers  MarianMTModel.generate on the export, MarianTokenizer in and out
   ct2-float32   ctranslate2.Translator(compute_type="float32"), sentencepiece pieces in and out
   ct2-int8      the same with compute_type="int8" (weights quantized when loaded)
+  ct2-bfloat16  compute_type="bfloat16", for GPU runs (ours and transformers autocast to bf16)
 
 Batching is identical for all: the sentences are sorted by source length and cut into the
 batches our `translate` would make (`--batch-tokens`, padded source tokens), or into batches
@@ -51,8 +52,9 @@ from transformer_mt.data.corpus import default_data_dir
 from transformer_mt.decoding import _token_batches, translate_lines
 from transformer_mt.textio import read_lines
 
-ALL_SYSTEMS = ("ours", "ours-int8", "transformers", "ct2-float32", "ct2-int8")
-DEFAULT_SYSTEMS = "ours,ours-int8,transformers,ct2-float32,ct2-int8"
+ALL_SYSTEMS = ("ours", "ours-int8", "transformers", "ct2-float32", "ct2-int8", "ct2-bfloat16")
+DEFAULT_SYSTEMS = {"cpu": "ours,ours-int8,transformers,ct2-float32,ct2-int8",
+                   "cuda": "ours,transformers,ct2-float32,ct2-bfloat16,ct2-int8"}
 MAX_LEN_A, MAX_LEN_B = 1.0, 50  # our `translate` defaults
 
 
@@ -69,8 +71,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--beam", type=int, nargs="+", default=[4, 1],
                         help="beam sizes to measure (1 = greedy)")
     parser.add_argument("--length-penalty", type=float, default=0.6)
-    parser.add_argument("--systems", default=DEFAULT_SYSTEMS,
-                        help=f"comma-separated, from {','.join(ALL_SYSTEMS)}")
+    parser.add_argument("--systems", default=None,
+                        help=f"comma-separated, from {','.join(ALL_SYSTEMS)} (default: "
+                        f"{DEFAULT_SYSTEMS['cpu']}; on CUDA {DEFAULT_SYSTEMS['cuda']})")
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--batch-tokens", type=int, default=4096,
                       help="padded source tokens per batch (our translate's default)")
@@ -83,9 +86,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="exports are cached here, keyed by checkpoint name and mtime")
     parser.add_argument("--json", default=None, metavar="FILE", help="also write results here")
     args = parser.parse_args(argv)
+    args.systems = args.systems or DEFAULT_SYSTEMS[args.device]
     unknown = set(args.systems.split(",")) - set(ALL_SYSTEMS)
     if unknown:
         parser.error(f"unknown systems {sorted(unknown)}; choose from {ALL_SYSTEMS}")
+    if args.device == "cuda" and "ours-int8" in args.systems.split(","):
+        parser.error("ours-int8 (dynamic int8 quantization) runs on the CPU only")
     if args.repeats < 1 or min(args.beam) < 1:
         parser.error("--repeats and --beam must be >= 1")
     return args

@@ -43,6 +43,7 @@ import resource
 import statistics
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,7 +148,8 @@ def rss_mib() -> float:
 
 @dataclass
 class Trainee:
-    """A model, its optimiser and a function computing (loss_sum, nll_sum, n_tokens)."""
+    """A model, its loss function (batch -> loss_sum, nll_sum, n_tokens), and the encoder /
+    decoder parameter counts the FLOP formula needs."""
 
     model: torch.nn.Module
     loss: Any
@@ -284,10 +286,17 @@ def main(argv: list[str] | None = None) -> int:
     context = multiprocessing.get_context("spawn")  # a clean process (and RSS) per run
     runs: dict[str, list[dict[str, Any]]] = {s: [] for s in systems}
     wall = time.perf_counter()
-    for _ in range(args.rounds):
+    for round_ in range(args.rounds):
         for system in systems:
-            with context.Pool(1) as pool:
-                runs[system].append(pool.apply(measure, (system, args, batches)))
+            # An executor, not a Pool: if the child dies (killed, out of memory), result()
+            # raises BrokenProcessPool instead of waiting forever.
+            with ProcessPoolExecutor(1, mp_context=context) as executor:
+                load = os.getloadavg()[0]
+                run = executor.submit(measure, system, args, batches).result()
+            run["load"] = [load, os.getloadavg()[0]]
+            runs[system].append(run)
+            print(f"  round {round_ + 1} {system}: {tokens_per_s(run):.1f} tgt tok/s, load "
+                  f"{run['load'][0]:.2f} -> {run['load'][1]:.2f}", file=sys.stderr, flush=True)
     wall = time.perf_counter() - wall
     load_end = os.getloadavg()
 

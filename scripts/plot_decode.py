@@ -43,7 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="batch size of the time-against-length panel (one of --sizes)")
     parser.add_argument("--beam", type=int, default=4)
     parser.add_argument("--length-penalty", type=float, default=0.6)
-    parser.add_argument("--systems", default=DEFAULT_SYSTEMS)
+    parser.add_argument("--systems", default=None,
+                        help="comma-separated (default: bench_decode's for the device)")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -58,6 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--length-batch must be one of --sizes")
     if not args.replot and not args.checkpoint:
         parser.error("--checkpoint is required (unless --replot)")
+    args.systems = args.systems or DEFAULT_SYSTEMS[args.device]
     return args
 
 
