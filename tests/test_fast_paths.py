@@ -1,5 +1,7 @@
-"""The inference fast paths give what the plain paths give (docs/benchmarks.md measures them).
+"""The fast paths give what the plain paths give (docs/benchmarks.md measures them).
 
+- training fuses the output projection into the label-smoothed loss (`TranslationModel._loss`):
+  its loss and every parameter's gradient must be those of the plain logits-then-loss path;
 - beam search shares one encoder row among a sentence's beams (`DecoderState.group`): its
   results must be exactly those of the plain layout with one encoder row per beam;
 - int8 dynamic quantization (`translate --quantize int8`) changes numbers, so it must keep the
@@ -16,9 +18,11 @@ import torch
 import torch.nn.functional as F
 
 from tests._tiny_ckpt import make_src, make_tiny_checkpoint, tiny_model
+from tests.test_optim import plain_loss
 from transformer_mt import cli
 from transformer_mt.config import BOS_ID, EOS_ID, TransformerConfig
 from transformer_mt.decoding import beam_search, generate
+from transformer_mt.lit import TranslationModel
 from transformer_mt.model import Transformer
 from transformer_mt.model.quantize import quantize
 from transformer_mt.model.transformer import DecoderState
@@ -34,6 +38,31 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
+
+
+@pytest.mark.parametrize("share_embeddings", [True, False])
+def test_fused_training_loss_equals_logits_then_loss(share_embeddings: bool) -> None:
+    """With tied embeddings the shared matrix gets gradient from the lookups and from the
+    fused projection; both must add up to what autograd gives through the logits."""
+    torch.manual_seed(0)
+    lit = TranslationModel(preset="tiny", vocab_size=60, d_model=32, d_ff=64, dropout=0.0)
+    if not share_embeddings:
+        lit.model = Transformer(TransformerConfig.preset(
+            "tiny", vocab_size=60, d_model=32, d_ff=64, dropout=0.0, share_embeddings=False))
+    src, tgt = make_src([9, 4, 6, 2], 60, seed=1), make_src([8, 3, 5, 8], 60, seed=2)
+    batch = {"src": src, "tgt_in": tgt[:, :-1], "tgt_out": tgt[:, 1:]}
+    loss, nll, n = lit._loss(batch)
+    (loss / n).backward()
+    fused = {name: p.grad.clone() for name, p in lit.named_parameters()}
+    lit.zero_grad()
+    ref_loss, ref_nll, ref_n = plain_loss(lit.model(src, batch["tgt_in"]), batch["tgt_out"],
+                                          lit.hparams.label_smoothing, 0)
+    (ref_loss / ref_n).backward()
+    assert n == ref_n and n < batch["tgt_out"].numel()  # the batch has padding
+    torch.testing.assert_close(loss, ref_loss)
+    torch.testing.assert_close(nll, ref_nll)
+    for name, p in lit.named_parameters():
+        torch.testing.assert_close(fused[name], p.grad, msg=name)
 
 
 def test_grouped_cross_attention_equals_one_encoder_row_per_beam() -> None:

@@ -15,7 +15,7 @@ from transformer_mt.config import TransformerConfig
 from transformer_mt.data.tokenizer import Tokenizer
 from transformer_mt.errors import UserError
 from transformer_mt.model import Transformer
-from transformer_mt.optim import label_smoothed_nll_loss, make_optimizer
+from transformer_mt.optim import label_smoothed_loss, make_optimizer
 
 
 class TranslationModel(L.LightningModule):
@@ -144,9 +144,13 @@ class TranslationModel(L.LightningModule):
 
     # ---------------------------------------------------------------- training
     def _loss(self, batch: dict[str, torch.Tensor]):
-        logits = self.model(batch["src"], batch["tgt_in"])
-        return label_smoothed_nll_loss(
-            logits, batch["tgt_out"], self.hparams.label_smoothing, self.config.pad_id
+        """(label-smoothed loss sum, NLL sum, target tokens) of a batch, with the output
+        projection fused into the loss (optim.label_smoothed_loss)."""
+        memory, src_mask = self.model.encode(batch["src"])
+        hidden = self.model.decode_hidden(batch["tgt_in"], memory, src_mask)
+        return label_smoothed_loss(
+            hidden, self.model.output_weight(), batch["tgt_out"], self.hparams.label_smoothing,
+            self.config.pad_id,
         )
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -164,7 +168,7 @@ class TranslationModel(L.LightningModule):
         optimizer, scheduler = make_optimizer(
             self.parameters(), self.config.d_model, self.hparams.warmup_steps,
             self.hparams.lr_factor, tuple(self.hparams.betas), self.hparams.eps,
-            self.hparams.weight_decay, fused=self.device.type == "cuda",
+            self.hparams.weight_decay, fused=self.device.type in ("cpu", "cuda"),
         )
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -118,12 +118,23 @@ class Transformer(nn.Module):
             return F.linear(hidden, self.embed.weight)
         return output_proj(hidden)
 
-    def decode(self, tgt_in: Tensor, memory: Tensor, src_mask: Tensor) -> Tensor:
-        """Teacher-forced decoding: tgt_in (B, T) starts with BOS; returns logits (B, T, V)."""
+    def output_weight(self) -> Tensor:
+        """The (V, d) matrix of the pre-softmax projection, for the fused training loss
+        (optim.label_smoothed_loss), which never materialises the logits."""
+        output_proj = getattr(self, "output_proj", None)
+        return self.embed.weight if output_proj is None else output_proj.weight
+
+    def decode_hidden(self, tgt_in: Tensor, memory: Tensor, src_mask: Tensor) -> Tensor:
+        """Teacher-forced decoder stack: tgt_in (B, T) starts with BOS; returns the (B, T, d)
+        states that the output projection turns into logits."""
         x = self._embed(self.tgt_embed, tgt_in)
         for layer in self.decoder_layers:
             x, _, _ = layer(x, memory, src_mask)
-        return self.logits(self.decoder_norm(x))
+        return self.decoder_norm(x)
+
+    def decode(self, tgt_in: Tensor, memory: Tensor, src_mask: Tensor) -> Tensor:
+        """Teacher-forced decoding: returns logits (B, T, V)."""
+        return self.logits(self.decode_hidden(tgt_in, memory, src_mask))
 
     def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
         memory, src_mask = self.encode(src)
