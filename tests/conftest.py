@@ -1,8 +1,10 @@
-"""Shared test fixtures: where the real corpora are, and a torch thread setting for 2 cores."""
+"""Shared test fixtures: where the real corpora are, training-run helpers, and a torch thread
+setting for 2 cores."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,3 +22,17 @@ def shared_data() -> Path:
     if not (path / "multi30k").is_dir():
         pytest.skip(f"shared corpora not found at {path} (set TRANSFORMER_MT_DATA)")
     return path
+
+
+@pytest.fixture(scope="module")
+def nondeterministic_afterwards() -> Iterator[None]:
+    """For modules that train with `trainer.deterministic`, which switches torch to
+    deterministic kernels process-wide: switch them off when the module is done."""
+    yield
+    torch.use_deterministic_algorithms(False)
+
+
+@pytest.fixture(scope="module")
+def spm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One sentencepiece cache per module, shared by its training runs."""
+    return tmp_path_factory.mktemp("spm")

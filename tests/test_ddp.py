@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,16 +44,7 @@ def ddp_fit(run: Path, spm: Path, *extra: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _nondeterministic_afterwards() -> Iterator[None]:
-    """`trainer.deterministic` switches torch to deterministic kernels process-wide."""
-    yield
-    torch.use_deterministic_algorithms(False)
-
-
-@pytest.fixture(scope="module")
-def spm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("spm")
+pytestmark = pytest.mark.usefixtures("nondeterministic_afterwards")
 
 
 @pytest.fixture(scope="module")

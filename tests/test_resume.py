@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,16 +26,7 @@ STEPS = ["--trainer.max_steps", "12", "--trainer.limit_train_batches", "5",
          "--trainer.log_every_n_steps", "1"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _nondeterministic_afterwards() -> Iterator[None]:
-    """`trainer.deterministic` switches torch to deterministic kernels process-wide."""
-    yield
-    torch.use_deterministic_algorithms(False)
-
-
-@pytest.fixture(scope="module")
-def spm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("spm")
+pytestmark = pytest.mark.usefixtures("nondeterministic_afterwards")
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +119,32 @@ def test_failed_checkpoint_write_keeps_the_previous_file(
     assert os.listdir(tmp_path) == ["last.ckpt"]  # no temporary file left behind
     monkeypatch.undo()
     assert torch.load(target, weights_only=True)["global_step"] == 1
+
+
+def test_run_ending_between_checkpoint_steps_saves_last_at_its_final_step(
+    run_a: Path, spm: Path, tmp_path: Path,
+) -> None:
+    """max_steps 7 with a checkpoint every 4 steps (max_time ends runs likewise): last.ckpt
+    must hold step 7, not step 4, and continuing from it must train as run_a did."""
+    assert fit(tmp_path, spm, "--trainer.max_steps", "7") == 0
+    folder = tmp_path / "checkpoints"
+    assert torch.load(folder / "last.ckpt", weights_only=True)["global_step"] == 7
+    assert torch.load(folder / "step000004.ckpt", weights_only=True)["global_step"] == 4
+    assert fit(tmp_path, spm, "--ckpt_path", "last") == 0
+    resumed = read_records(tmp_path / "steps")
+    assert [r["step"] for r in resumed] == list(range(1, 13))
+    assert [r["loss"] for r in resumed] == [r["loss"] for r in read_records(run_a / "steps")]
+    assert_same_weights(folder / "last.ckpt", run_a / "checkpoints" / "last.ckpt")
+
+
+def test_run_stopped_by_max_time_saves_last_at_its_final_step(spm: Path, tmp_path: Path) -> None:
+    """The Timer stops the run mid-epoch at whatever step 2 seconds end; last.ckpt must be
+    that step. (Lightning itself saves last.ckpt at the end only when no periodic checkpoint
+    was written, hence one every 3 steps here.)"""
+    assert fit(tmp_path, spm, "--trainer.max_time", "00:00:00:02",
+               "--trainer.max_steps", "100000", "--trainer.limit_train_batches", "1.0",
+               "--checkpoint.every_n_train_steps", "3") == 0
+    final_step = read_records(tmp_path / "steps")[-1]["step"]
+    assert final_step > 3
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == final_step
