@@ -118,15 +118,17 @@ def test_beam_search_matches_the_plain_layout(monkeypatch: pytest.MonkeyPatch,
 
 def reverse_task_model() -> Transformer:
     """A tiny model trained to reverse digit strings (a few seconds): a quantization check
-    needs confident predictions, which random weights do not have."""
+    needs confident predictions, which random weights do not have. lr 1e-3 for 300 steps
+    learns the task on every seed tried and on Intel and AMD CPUs alike; at 3e-3 the loss
+    spiked and whether it was learnt depended on the CPU's rounding."""
     torch.manual_seed(0)
     config = TransformerConfig(vocab_size=14, d_model=64, n_heads=4, d_ff=128,
                                n_encoder_layers=2, n_decoder_layers=2, dropout=0.0,
                                max_positions=32)
     model = Transformer(config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3, betas=(0.9, 0.98))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.98))
     gen = torch.Generator().manual_seed(0)
-    for _ in range(200):
+    for _ in range(300):
         seq = torch.randint(4, 14, (32, 6), generator=gen)
         src = torch.cat([seq, torch.full((32, 1), EOS_ID)], 1)
         tgt_in = torch.cat([torch.full((32, 1), BOS_ID), seq.flip(1)], 1)
