@@ -3,7 +3,8 @@
 The checkpoint is exported once with `transformer-mt export` (its parity checks included) to a
 Marian model for `transformers` and a CTranslate2 model, so all systems run the SAME weights:
 
-  ours          decoding.translate_lines (what `transformer-mt translate` runs)
+  ours          decoding.translate_lines (what `transformer-mt translate` runs), with its
+                `--cpu-gemm` choice (auto: oneDNN products on non-Intel CPUs)
   ours-int8     the same after `--quantize int8` (dynamic int8 nn.Linear; CPU only)
   transformers  MarianMTModel.generate on the export, MarianTokenizer in and out
   ct2-float32   ctranslate2.Translator(compute_type="float32"), sentencepiece pieces in and out
@@ -50,6 +51,7 @@ from transformer_mt import export
 from transformer_mt.checkpoint import LoadedModel, load_for_inference
 from transformer_mt.data.corpus import default_data_dir
 from transformer_mt.decoding import _token_batches, translate_lines
+from transformer_mt.model.cpu_gemm import CPU_GEMMS, cpu_vendor, resolve_cpu_gemm, use_onednn
 from transformer_mt.textio import read_lines
 
 ALL_SYSTEMS = ("ours", "ours-int8", "transformers", "ct2-float32", "ct2-int8", "ct2-bfloat16")
@@ -82,6 +84,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2,
                         help="torch threads and CTranslate2 intra_threads")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--cpu-gemm", choices=CPU_GEMMS, default="auto",
+                        help="ours in float32 on CPU: as `translate --cpu-gemm`")
     parser.add_argument("--export-dir", default="runs/bench/exports",
                         help="exports are cached here, keyed by checkpoint name and mtime")
     parser.add_argument("--json", default=None, metavar="FILE", help="also write results here")
@@ -336,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
                                    str(default_data_dir() / "multi30k" / "test2016.de.xz"))
     references = read_lines(reference)[: args.limit] if reference else None
     loaded = load_for_inference(args.checkpoint, args.device)
+    cpu_gemm = resolve_cpu_gemm(args.cpu_gemm) if args.device == "cpu" else "default"
+    if cpu_gemm == "onednn":
+        use_onednn(loaded.model)
     systems = build_systems(args, loaded)
     lengths = [len(ids) + 1 for ids in loaded.tokenizer.encode(lines)]
     batches = plan_batches(lengths, args.batch_tokens, args.batch_size)
@@ -356,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{source}, {len(batches)} batches of <= {size}, device {args.device}, "
           f"{args.threads} threads")
     print(f"  torch {torch.__version__}, transformers {transformers.__version__}, ctranslate2 "
-          f"{ctranslate2.__version__}; length penalty {args.length_penalty}")
+          f"{ctranslate2.__version__}; length penalty {args.length_penalty}; ours' CPU GEMM "
+          f"{cpu_gemm} (CPU vendor {cpu_vendor() or 'unknown'})")
     limits = [length_limit(n, c.max_positions) for n in lengths]
     for beam in args.beam:
         results[str(beam)] = report(systems, beam, limits, references)
@@ -367,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
             "lengths": [[lengths[i] for i in b] for b in batches],
             "per_batch": {s.name: {b: [p["per_batch"] for p in s.results[int(b)]]
                                    for b in map(str, args.beam)} for s in systems},
-            "platform": platform.platform(),
+            "platform": platform.platform(), "cpu_vendor": cpu_vendor(), "cpu_gemm": cpu_gemm,
         }, indent=1) + "\n")
     return 0
 

@@ -5,7 +5,9 @@
 - beam search shares one encoder row among a sentence's beams (`DecoderState.group`): its
   results must be exactly those of the plain layout with one encoder row per beam;
 - int8 dynamic quantization (`translate --quantize int8`) changes numbers, so it must keep the
-  line count and agree with float32 on (nearly) every sentence of a trained model.
+  line count and agree with float32 on (nearly) every sentence of a trained model;
+- oneDNN products (`translate --cpu-gemm`, the default on non-Intel CPUs) only sum in another
+  order: same logits to rounding and the same searches.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from transformer_mt import cli
 from transformer_mt.config import BOS_ID, EOS_ID, TransformerConfig
 from transformer_mt.decoding import beam_search, generate
 from transformer_mt.lit import TranslationModel
-from transformer_mt.model import Transformer
+from transformer_mt.model import Transformer, cpu_gemm
+from transformer_mt.model.cpu_gemm import OneDNNLinear, use_onednn
 from transformer_mt.model.quantize import quantize
 from transformer_mt.model.transformer import DecoderState
 
@@ -175,3 +178,74 @@ def test_quantize_refuses_cuda(tmp_path: Path, capsys: pytest.CaptureFixture) ->
                    "--quantize", "int8", "--input", str(ckpt)])
     assert rc == 2
     assert "--device" in capsys.readouterr().err  # no CUDA here, or: int8 is for the CPU
+
+
+@pytest.mark.parametrize("share_embeddings", [True, False])
+def test_onednn_linears_give_the_plain_outputs(share_embeddings: bool) -> None:
+    """`--cpu-gemm onednn` swaps the product kernel only: same logits to rounding, the same
+    searches on a trained model, every linear layer switched, the weights untouched."""
+    model = reverse_task_model()
+    if not share_embeddings:
+        torch.manual_seed(0)
+        model = Transformer(TransformerConfig.preset(
+            "tiny", vocab_size=14, d_model=32, d_ff=64, dropout=0.0, share_embeddings=False))
+        model.eval()
+    seq = torch.randint(4, 14, (60, 6), generator=torch.Generator().manual_seed(2))
+    src = torch.cat([seq, torch.full((60, 1), EOS_ID)], 1)
+    tgt_in = torch.cat([torch.full((60, 1), BOS_ID), seq.flip(1)], 1)
+    with torch.inference_mode():
+        logits = model(src, tgt_in)
+    searches = {beam: [[h.tokens for h in hyps] for hyps in generate(model, src, beam_size=beam)]
+                for beam in (1, 4)}
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    use_onednn(model)
+    assert model.output_proj is not None
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(type(m) is OneDNNLinear for m in linears)
+    with torch.inference_mode():
+        torch.testing.assert_close(model(src, tgt_in), logits, rtol=1e-4, atol=1e-4)
+    for beam, tokens in searches.items():
+        assert [[h.tokens for h in hyps] for hyps in generate(model, src, beam_size=beam)] \
+            == tokens
+    state = model.state_dict()
+    for key, value in weights.items():
+        assert torch.equal(state[key], value), key
+
+
+@pytest.mark.parametrize(("vendor", "expected"), [
+    ("AuthenticAMD", "onednn"), ("HygonGenuine", "onednn"), ("GenuineIntel", "default"),
+    ("", "default"),  # not x86, or no /proc/cpuinfo: torch's default
+])
+def test_cpu_gemm_auto_picks_onednn_off_intel(monkeypatch: pytest.MonkeyPatch, vendor: str,
+                                              expected: str) -> None:
+    monkeypatch.setattr(cpu_gemm, "cpu_vendor", lambda: vendor)
+    assert cpu_gemm.resolve_cpu_gemm("auto") == expected
+    assert cpu_gemm.resolve_cpu_gemm("default") == "default"
+    assert cpu_gemm.resolve_cpu_gemm("onednn") == "onednn"
+    with pytest.raises(ValueError, match="choose one of"):
+        cpu_gemm.resolve_cpu_gemm("mkl")
+
+
+def test_translate_cpu_gemm(tmp_path: Path, capsys: pytest.CaptureFixture,
+                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """auto switches to oneDNN on an AMD CPU; both kernels give the same lines; oneDNN with
+    int8 is refused before the model loads."""
+    ckpt = make_tiny_checkpoint(tmp_path / "tiny.ckpt", tmp_path / "spm")
+    source = tmp_path / "in.txt"
+    source.write_text("the cat sleeps\n\nder Hund läuft schnell\n🙂 emoji\n", encoding="utf-8")
+    switched = []
+    monkeypatch.setattr(cpu_gemm, "cpu_vendor", lambda: "AuthenticAMD")
+    monkeypatch.setattr("transformer_mt.translate.use_onednn",
+                        lambda model: switched.append(cpu_gemm.use_onednn(model)))
+    outputs = {}
+    for choice in ("auto", "default"):
+        assert cli.main(["translate", "--checkpoint", str(ckpt), "--input", str(source),
+                         "--device", "cpu", "--quiet", "--cpu-gemm", choice]) == 0
+        outputs[choice] = capsys.readouterr().out
+    assert len(switched) == 1  # by auto, not by default
+    assert outputs["auto"] == outputs["default"] and outputs["auto"].count("\n") == 4
+    rc = cli.main(["translate", "--checkpoint", str(ckpt), "--input", str(source),
+                   "--cpu-gemm", "onednn", "--quantize", "int8", "--device", "cpu"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "--cpu-gemm onednn" in err and "Traceback" not in err

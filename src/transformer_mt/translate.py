@@ -20,6 +20,7 @@ from tqdm import tqdm
 from transformer_mt.checkpoint import LoadedModel, load_for_inference
 from transformer_mt.decoding import Hypothesis, translate_lines
 from transformer_mt.errors import UserError
+from transformer_mt.model.cpu_gemm import CPU_GEMMS, resolve_cpu_gemm, use_onednn
 from transformer_mt.model.quantize import QUANTIZATIONS, quantize
 from transformer_mt.textio import atomic_write, check_readable, iter_lines, read_lines
 
@@ -77,6 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_group.add_argument("--quantize", choices=QUANTIZATIONS, default=None,
                            help="CPU only: int8 weights for every linear layer (dynamic "
                            "quantization), faster; translations may change slightly")
+    run_group.add_argument("--cpu-gemm", choices=CPU_GEMMS, default="auto",
+                           help="float32 CPU matrix products: auto = oneDNN on non-Intel CPUs "
+                           "(MKL is slow there), torch's default (MKL) on Intel")
     run_group.add_argument("--stream", action="store_true",
                            help="translate and write each line as soon as it is read (for "
                            "pipes; an --output file still appears only when complete)")
@@ -165,9 +169,17 @@ def run(args: argparse.Namespace) -> int:
     device = _device(args.device)
     if args.quantize is not None and device.type != "cpu":
         raise UserError(f"--quantize {args.quantize} runs on the CPU only; add --device cpu")
+    if args.cpu_gemm == "onednn" and (device.type != "cpu" or args.quantize is not None):
+        raise UserError("--cpu-gemm onednn is for float32 on the CPU; drop it with "
+                        "--quantize or a CUDA device")
     loaded = load_for_inference(args.checkpoint, device)
     if args.quantize is not None:
         quantize(loaded.model, args.quantize)
+    elif device.type == "cpu" and resolve_cpu_gemm(args.cpu_gemm) == "onednn":
+        try:
+            use_onednn(loaded.model)
+        except ValueError as exc:
+            raise UserError(f"--cpu-gemm onednn: {exc}; use --cpu-gemm default") from None
     autocast = nullcontext()
     if args.precision == "bf16":
         if device.type == "cuda":

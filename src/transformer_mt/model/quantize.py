@@ -38,11 +38,7 @@ def quantize(model: Transformer, kind: str) -> Transformer:
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     model.eval()
-    if getattr(model, "output_proj", None) is None:  # tied: a copy of the shared matrix
-        c = model.config
-        model.output_proj = nn.Linear(c.d_model, c.vocab_size, bias=False)
-        with torch.no_grad():
-            model.output_proj.weight.copy_(model.embed.weight)
+    model.untie_output_projection()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)  # "quantized tensor dtypes are deprecated"

@@ -112,11 +112,26 @@ class Transformer(nn.Module):
 
     def logits(self, hidden: Tensor) -> Tensor:
         """Pre-softmax projection: the transposed shared embedding when embeddings are tied,
-        else `output_proj` (which a tied model also gets when quantized: model/quantize.py)."""
+        else `output_proj` (which a tied model also gets for inference, from
+        `untie_output_projection`)."""
         output_proj = getattr(self, "output_proj", None)
         if output_proj is None:
             return F.linear(hidden, self.embed.weight)
         return output_proj(hidden)
+
+    def untie_output_projection(self) -> None:
+        """Give a tied model its own `output_proj`, a copy of the shared matrix, for inference
+        paths that replace every `nn.Linear` (int8 quantization, oneDNN products): the
+        embedding lookups keep reading the float32 matrix. Inference only: the copy is not
+        tied any more, so training would update the two apart."""
+        if getattr(self, "output_proj", None) is not None:
+            return
+        c = self.config
+        weight = self.embed.weight
+        self.output_proj = nn.Linear(c.d_model, c.vocab_size, bias=False,
+                                     device=weight.device, dtype=weight.dtype)
+        with torch.no_grad():
+            self.output_proj.weight.copy_(weight)
 
     def output_weight(self) -> Tensor:
         """The (V, d) matrix of the pre-softmax projection, for the fused training loss
