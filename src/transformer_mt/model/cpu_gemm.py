@@ -1,9 +1,10 @@
 """Float32 CPU translation with oneDNN matrix products where MKL is slow (non-Intel CPUs).
 
 torch's CPU build runs `nn.Linear` through MKL's sgemm. MKL picks its fastest code only on
-Intel CPUs: on an AMD EPYC with AVX-512 it reached ~95 GFLOP/s on one thread for the
+Intel CPUs: on an AMD EPYC with AVX-512 it reached ~100 GFLOP/s on one thread for the
 decoder's (400 x 256) x (256 x 1024) products, where oneDNN, which torch also ships, reached
-~210 (docs/benchmarks.md). CTranslate2 makes the same choice: MKL on Intel, oneDNN elsewhere.
+~225 (scripts/bench_gemm.py, docs/benchmarks.md). CTranslate2 makes the same choice: MKL on
+Intel, oneDNN elsewhere.
 
 `--cpu-gemm auto` (translate's default) therefore switches every `nn.Linear` of a float32 CPU
 model to oneDNN when the CPU is not Intel, and leaves torch's default elsewhere. The numbers
