@@ -51,7 +51,7 @@ from transformer_mt import export
 from transformer_mt.checkpoint import LoadedModel, load_for_inference
 from transformer_mt.data.corpus import default_data_dir
 from transformer_mt.decoding import _token_batches, translate_lines
-from transformer_mt.model.cpu_gemm import CPU_GEMMS, cpu_vendor, resolve_cpu_gemm, use_onednn
+from transformer_mt.model.cpu_gemm import CPU_GEMMS, apply_cpu_gemm, cpu_vendor
 from transformer_mt.textio import read_lines
 
 ALL_SYSTEMS = ("ours", "ours-int8", "transformers", "ct2-float32", "ct2-int8", "ct2-bfloat16")
@@ -340,9 +340,8 @@ def main(argv: list[str] | None = None) -> int:
                                    str(default_data_dir() / "multi30k" / "test2016.de.xz"))
     references = read_lines(reference)[: args.limit] if reference else None
     loaded = load_for_inference(args.checkpoint, args.device)
-    cpu_gemm = resolve_cpu_gemm(args.cpu_gemm) if args.device == "cpu" else "default"
-    if cpu_gemm == "onednn":
-        use_onednn(loaded.model)
+    cpu_gemm = apply_cpu_gemm(loaded.model, args.cpu_gemm) if args.device == "cpu" else "default"
+    vendor = cpu_vendor() or "unknown"
     systems = build_systems(args, loaded)
     lengths = [len(ids) + 1 for ids in loaded.tokenizer.encode(lines)]
     batches = plan_batches(lengths, args.batch_tokens, args.batch_size)
@@ -364,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.threads} threads")
     print(f"  torch {torch.__version__}, transformers {transformers.__version__}, ctranslate2 "
           f"{ctranslate2.__version__}; length penalty {args.length_penalty}; ours' CPU GEMM "
-          f"{cpu_gemm} (CPU vendor {cpu_vendor() or 'unknown'})")
+          f"{cpu_gemm} (CPU vendor {vendor})")
     limits = [length_limit(n, c.max_positions) for n in lengths]
     for beam in args.beam:
         results[str(beam)] = report(systems, beam, limits, references)
@@ -375,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
             "lengths": [[lengths[i] for i in b] for b in batches],
             "per_batch": {s.name: {b: [p["per_batch"] for p in s.results[int(b)]]
                                    for b in map(str, args.beam)} for s in systems},
-            "platform": platform.platform(), "cpu_vendor": cpu_vendor(), "cpu_gemm": cpu_gemm,
+            "platform": platform.platform(), "cpu_vendor": vendor, "cpu_gemm": cpu_gemm,
         }, indent=1) + "\n")
     return 0
 

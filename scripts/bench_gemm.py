@@ -19,16 +19,11 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from transformer_mt.model.cpu_gemm import cpu_vendor
+from transformer_mt.model.cpu_gemm import cpu_vendor, onednn_linear
 
 # (rows, in_features, out_features)
 SHAPES = [(400, 256, 768), (400, 256, 256), (400, 256, 1024), (400, 1024, 256),
           (400, 256, 8000), (40, 256, 1024), (40, 256, 8000)]
-
-
-def onednn_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """What `OneDNNLinear.forward` runs."""
-    return torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
 
 
 def seconds_per_call(fn: Callable[..., torch.Tensor], inputs: tuple[torch.Tensor, ...],

@@ -235,8 +235,9 @@ def test_translate_cpu_gemm(tmp_path: Path, capsys: pytest.CaptureFixture,
     source.write_text("the cat sleeps\n\nder Hund läuft schnell\n🙂 emoji\n", encoding="utf-8")
     switched = []
     monkeypatch.setattr(cpu_gemm, "cpu_vendor", lambda: "AuthenticAMD")
-    monkeypatch.setattr("transformer_mt.translate.use_onednn",
-                        lambda model: switched.append(cpu_gemm.use_onednn(model)))
+    use_onednn_itself = cpu_gemm.use_onednn
+    monkeypatch.setattr(cpu_gemm, "use_onednn",
+                        lambda model: switched.append(use_onednn_itself(model)))
     outputs = {}
     for choice in ("auto", "default"):
         assert cli.main(["translate", "--checkpoint", str(ckpt), "--input", str(source),

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from transformer_mt.checkpoint import LoadedModel, load_for_inference
 from transformer_mt.decoding import Hypothesis, translate_lines
 from transformer_mt.errors import UserError
-from transformer_mt.model.cpu_gemm import CPU_GEMMS, resolve_cpu_gemm, use_onednn
+from transformer_mt.model.cpu_gemm import CPU_GEMMS, apply_cpu_gemm
 from transformer_mt.model.quantize import QUANTIZATIONS, quantize
 from transformer_mt.textio import atomic_write, check_readable, iter_lines, read_lines
 
@@ -175,9 +175,9 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_for_inference(args.checkpoint, device)
     if args.quantize is not None:
         quantize(loaded.model, args.quantize)
-    elif device.type == "cpu" and resolve_cpu_gemm(args.cpu_gemm) == "onednn":
+    elif device.type == "cpu":
         try:
-            use_onednn(loaded.model)
+            apply_cpu_gemm(loaded.model, args.cpu_gemm)
         except ValueError as exc:
             raise UserError(f"--cpu-gemm onednn: {exc}; use --cpu-gemm default") from None
     autocast = nullcontext()

@@ -24,12 +24,16 @@ from transformer_mt.model.transformer import Transformer
 CPU_GEMMS = ("auto", "default", "onednn")
 
 
+def onednn_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """`F.linear` computed by oneDNN (the op torch's own compiler uses on CPU); no gradient."""
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
 class OneDNNLinear(nn.Linear):
-    """`nn.Linear` whose product runs in oneDNN; same parameters, inference only (the op
-    has no gradient)."""
+    """`nn.Linear` whose product runs in oneDNN; same parameters, inference only."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
+        return onednn_linear(x, self.weight, self.bias)
 
 
 def cpu_vendor() -> str:
@@ -69,4 +73,13 @@ def use_onednn(model: Transformer) -> Transformer:
             # Same parameters and state-dict keys; only forward changes.
             module.__class__ = OneDNNLinear
     return model
+
+
+def apply_cpu_gemm(model: Transformer, choice: str) -> str:
+    """Resolve `choice` on this CPU and give a float32 CPU model those products, in place;
+    returns the kernel used (`default` or `onednn`)."""
+    kernel = resolve_cpu_gemm(choice)
+    if kernel == "onednn":
+        use_onednn(model)
+    return kernel
 
