@@ -19,7 +19,7 @@ import torch
 
 from tests._tiny_fit import read_records, recorder_args, tiny_fit_args
 from transformer_mt.cli import main
-from transformer_mt.train_cli import AtomicCheckpointIO
+from transformer_mt.training.checkpoints import AtomicCheckpointIO
 
 STEPS = ["--trainer.max_steps", "12", "--trainer.limit_train_batches", "5",
          "--trainer.val_check_interval", "4", "--checkpoint.every_n_train_steps", "4",
