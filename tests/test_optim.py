@@ -4,6 +4,8 @@ computation, values and gradients; and the inverse-square-root schedule."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import pytest
 import torch
@@ -85,7 +87,7 @@ def test_fused_loss_and_gradients_equal_the_plain_computation(chunk_rows: int | 
 
 
 def test_fused_loss_without_gradients_and_under_bf16_autocast() -> None:
-    """Evaluation (no_grad) skips the gradient work; bf16 autocast keeps the softmax in
+    """Evaluation (no_grad) gives the exact loss and no graph; bf16 autocast keeps the softmax in
     float32 and lands close to the float32 loss, with float32 gradients."""
     torch.manual_seed(3)
     hidden, weight = torch.randn(4, 5, 32), torch.randn(100, 32) * 0.2
@@ -102,6 +104,39 @@ def test_fused_loss_without_gradients_and_under_bf16_autocast() -> None:
     assert loss.item() == pytest.approx(exact.item(), rel=2e-2)
     loss.backward()
     assert h.grad.dtype == torch.float32 and torch.isfinite(h.grad).all()
+
+
+def _count_matmuls(run: Callable[[], object]) -> int:
+    """How many matrix products `run` sends to the kernels, whatever autograd decided (the
+    profiler sees them under inference_mode too, where a TorchDispatchMode misses some)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        run()
+    return sum(event.name in ("aten::mm", "aten::addmm", "aten::addmm_")
+               for event in prof.events())
+
+
+@pytest.mark.parametrize("mode", [torch.no_grad, torch.inference_mode],
+                         ids=["no_grad", "inference_mode"])
+def test_evaluation_with_a_parameter_does_no_gradient_work(
+    mode: Callable[[], AbstractContextManager],
+) -> None:
+    """Validation feeds the embedding Parameter (requires_grad) under no_grad/inference_mode:
+    only the forward product of each chunk may run, not the two gradient products."""
+    torch.manual_seed(4)
+    weight = torch.nn.Parameter(torch.randn(50, 16) * 0.2)
+    hidden, target = torch.randn(3, 8, 16), torch.randint(1, 50, (3, 8))
+    chunks = math.ceil(24 / 5)
+
+    def evaluate() -> None:
+        with mode():
+            loss, _, _ = label_smoothed_loss(hidden, weight, target, 0.1, 0, chunk_rows=5)
+        assert not loss.requires_grad
+
+    assert _count_matmuls(evaluate) == chunks
+    # the same call with grad mode on does the gradient work: the count can see it
+    assert _count_matmuls(
+        lambda: label_smoothed_loss(hidden, weight, target, 0.1, 0, chunk_rows=5)
+    ) == 3 * chunks
 
 
 @pytest.mark.parametrize("step", [1, 4000, 16000])

@@ -26,9 +26,8 @@ class _LinearLabelSmoothedCE(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden: Tensor, weight: Tensor, target: Tensor, epsilon: float,
-                chunk_rows: int) -> tuple[Tensor, Tensor]:
+                chunk_rows: int, with_grad: bool) -> tuple[Tensor, Tensor]:
         vocab = weight.size(0)
-        with_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         # Under autocast the matmuls below run in its dtype; the softmax math stays in fp32.
         autocast = torch.is_autocast_enabled(hidden.device.type)
         grad_hidden = torch.empty_like(hidden, dtype=torch.float32) if with_grad else None
@@ -69,7 +68,7 @@ class _LinearLabelSmoothedCE(torch.autograd.Function):
         grad_hidden, grad_weight = ctx.saved_tensors
         hidden_dtype, weight_dtype = ctx.dtypes
         return ((grad_hidden * grad_loss).to(hidden_dtype),
-                (grad_weight * grad_loss).to(weight_dtype), None, None, None)
+                (grad_weight * grad_loss).to(weight_dtype), None, None, None, None)
 
 
 def label_smoothed_loss(
@@ -91,7 +90,12 @@ def label_smoothed_loss(
     if chunk_rows is None:
         budget = CHUNK_ELEMENTS.get(hidden.device.type, CHUNK_ELEMENTS["cuda"])
         chunk_rows = max(1, budget // weight.size(0))
-    loss, nll = _LinearLabelSmoothedCE.apply(rows, weight, target[keep], epsilon, chunk_rows)
+    # Decided here, not from ctx.needs_input_grad inside forward: that follows requires_grad
+    # alone, so validation (inference_mode, with the embedding Parameter as `weight`) would
+    # compute and keep gradients nobody asked for, two more matrix products per chunk.
+    with_grad = torch.is_grad_enabled() and (rows.requires_grad or weight.requires_grad)
+    loss, nll = _LinearLabelSmoothedCE.apply(rows, weight, target[keep], epsilon, chunk_rows,
+                                             with_grad)
     return loss, nll, keep.sum()
 
 
