@@ -1,4 +1,5 @@
-"""The Transformer's defining properties: causality, padding invariance, shapes, sizes."""
+"""The Transformer's defining properties: causality, padding invariance, shapes, sizes; and
+that the explicit attention of the pictures computes what SDPA computes in translation."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torch
 
 from transformer_mt.config import TransformerConfig
 from transformer_mt.model import Transformer
+from transformer_mt.model import attention as mha
 from transformer_mt.model.layers import sinusoidal_table
 
 
@@ -74,6 +76,61 @@ def test_incremental_decoding_matches_full_forward() -> None:
     state = model.start_decoding(memory, mask)
     steps = torch.stack([model.decode_step(tgt[:, i], state) for i in range(8)], dim=1)
     torch.testing.assert_close(steps, full, rtol=1e-5, atol=1e-5)
+
+
+def _both_paths(attention: mha.MultiHeadAttention, *args, **kwargs) -> tuple[torch.Tensor, ...]:
+    """The output through SDPA (what translation runs) and through the explicit softmax (what
+    `Transformer.attention_weights` and the pictures run), and the explicit probabilities."""
+    sdpa, none = attention(*args, **kwargs)
+    explicit, weights = attention(*args, **kwargs, need_weights=True)
+    assert none is None and weights is not None
+    return sdpa, explicit, weights
+
+
+@pytest.mark.parametrize("case", ["self", "self_padded", "causal", "cross_padded",
+                                  "cross_grouped"])
+def test_explicit_attention_equals_sdpa(case: str) -> None:
+    """Random queries, keys and masks, each case the way the model calls it: encoder
+    self-attention with and without a padding mask, causal decoder self-attention, and
+    cross-attention with a padding mask, also with g = 2 query rows per memory row (beams)."""
+    torch.manual_seed(5)
+    cross = case.startswith("cross")
+    attention = mha.MultiHeadAttention(32, 4, dropout=0.1, self_attention=not cross).eval()
+    query, memory = torch.randn(6, 7, 32), torch.randn(3 if case == "cross_grouped" else 6, 9, 32)
+    lengths = torch.tensor([9, 4, 1, 7, 2, 5])[: memory.size(0)]
+    keys = memory if cross else query
+    mask = (torch.arange(keys.size(1)) < lengths[:, None, None, None].clamp(max=keys.size(1)))
+    if case == "self":
+        outputs = _both_paths(attention, query)
+    elif case == "self_padded":
+        outputs = _both_paths(attention, query, mask=mask)
+    elif case == "causal":
+        outputs = _both_paths(attention, query, is_causal=True)
+    else:
+        outputs = _both_paths(attention, query, memory, mask=mask)
+    sdpa, explicit, weights = outputs
+    torch.testing.assert_close(explicit, sdpa, rtol=1e-5, atol=1e-6)
+    if case in ("self_padded", "cross_padded"):  # the masked keys really get no probability
+        hidden = ~mask.expand(-1, 4, weights.size(2), -1)
+        assert weights[hidden].abs().max() == 0 and (~hidden).any(dim=-1).all()
+    if case == "causal":
+        assert torch.equal(weights.triu(1), torch.zeros_like(weights))
+
+
+def test_model_through_the_explicit_path_equals_sdpa(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole model on a padded batch, every attention call routed through the explicit
+    path instead of SDPA, gives the same logits."""
+    model = tiny()
+    src, tgt = torch.randint(4, 40, (3, 8)), torch.randint(4, 40, (3, 6))
+    src[0, 5:], src[2, 2:], tgt[1, 3:] = 0, 0, 0
+    sdpa = model(src, tgt)
+
+    def explicit(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False):
+        assert dropout_p == 0.0
+        return mha._explicit_attention(q, k, v, attn_mask, is_causal)[0]
+
+    monkeypatch.setattr(mha.F, "scaled_dot_product_attention", explicit)
+    torch.testing.assert_close(model(src, tgt), sdpa, rtol=1e-5, atol=1e-5)
 
 
 def test_embeddings_are_shared_and_scaled() -> None:
