@@ -96,35 +96,67 @@ def test_average_of_two_is_the_elementwise_mean(tmp_path, spm_bytes, capsys) -> 
     assert loaded.tokenizer.vocab_size == 300
 
 
+def averaged_from(run: Path, last: int, output: Path) -> list[str]:
+    """`average --run-dir RUN --last N`'s choice of inputs, oldest first."""
+    assert run_cli(["average", "--run-dir", str(run), "--last", str(last), "--output",
+                    str(output)]) == 0
+    return load_checkpoint_dict(output)["transformer_mt"]["averaged_from"]
+
+
 def test_run_dir_picks_highest_global_steps(tmp_path, spm_bytes, capsys) -> None:
     run = tmp_path / "run"
     # Name and mtime order disagree with step order on purpose.
     z = make_checkpoint(run / "z.ckpt", 1, step=50, spm=spm_bytes)
     b = make_checkpoint(run / "b.ckpt", 2, step=300, spm=spm_bytes)
     a = make_checkpoint(run / "sub" / "a.ckpt", 3, step=100, spm=spm_bytes)
-    c_old = make_checkpoint(run / "c2.ckpt", 4, step=200, spm=spm_bytes)
-    c_new = make_checkpoint(run / "c1.ckpt", 5, step=200, spm=spm_bytes)
+    c_new = make_checkpoint(run / "c1.ckpt", 4, step=200, spm=spm_bytes)
+    c_old = make_checkpoint(run / "c2.ckpt", 5, step=200, spm=spm_bytes)
     os.utime(c_old, (1_000_000, 1_000_000))
     os.utime(c_new, (2_000_000, 2_000_000))
-    make_checkpoint(run / "last.ckpt", 6, step=999, spm=spm_bytes)
     (run / "best.ckpt").symlink_to(b)
     (run / "notes.txt").write_text("not a checkpoint")
 
+    # One checkpoint per step: of two files with step 200, the newer (written last).
     first = run / "avg.ckpt"
-    assert run_cli(["average", "--run-dir", str(run), "--last", "4", "--output",
-                    str(first)]) == 0
+    assert averaged_from(run, 3, first) == [str(p) for p in (a, c_new, b)]
     result = load_checkpoint_dict(first)
-    assert result["transformer_mt"]["averaged_from"] == [str(p) for p in (a, c_old, c_new, b)]
-    expected = expected_mean(a, c_old, c_new, b)
+    expected = expected_mean(a, c_new, b)
     assert all(torch.equal(result["state_dict"][k], v) for k, v in expected.items())
 
     # The earlier average inside the run directory is not picked up again.
-    second = tmp_path / "avg5.ckpt"
-    assert run_cli(["average", "--run-dir", str(run), "--last", "5", "--output",
-                    str(second)]) == 0
-    picked = load_checkpoint_dict(second)["transformer_mt"]["averaged_from"]
-    assert picked == [str(p) for p in (z, a, c_old, c_new, b)]
+    assert averaged_from(run, 4, tmp_path / "avg4.ckpt") == [str(p) for p in (z, a, c_new, b)]
     capsys.readouterr()
+
+
+def test_run_dir_takes_the_end_of_a_run_from_last_ckpt(tmp_path, spm_bytes, capsys) -> None:
+    """A run stopped by max_time between checkpoint steps (the 30-minute Multi30k recipe:
+    periodic checkpoints at 500 and 1000, the end at 1464) has its final weights only in
+    last.ckpt: `--last 3` takes 500, 1000 and the end, `--last 2` 1000 and the end."""
+    run = tmp_path / "checkpoints"
+    s500 = make_checkpoint(run / "step000500.ckpt", 1, step=500, spm=spm_bytes)
+    s1000 = make_checkpoint(run / "step001000.ckpt", 2, step=1000, spm=spm_bytes)
+    last = make_checkpoint(run / "last.ckpt", 3, step=1464, spm=spm_bytes)
+    assert averaged_from(run, 3, tmp_path / "avg3.ckpt") == [str(s500), str(s1000), str(last)]
+    assert averaged_from(run, 2, tmp_path / "avg2.ckpt") == [str(s1000), str(last)]
+    # an interrupted run's end is taken the same way
+    interrupted = make_checkpoint(run / "interrupted.ckpt", 4, step=1700, spm=spm_bytes)
+    assert averaged_from(run, 2, tmp_path / "avg.ckpt") == [str(last), str(interrupted)]
+    capsys.readouterr()
+
+
+def test_run_dir_counts_each_step_once(tmp_path, spm_bytes, capsys) -> None:
+    """last.ckpt and interrupted.ckpt saved at the step of a periodic checkpoint hold that
+    step's weights again: the step is averaged once, from the periodic file (which keeps its
+    name; last.ckpt is overwritten when training goes on)."""
+    run = tmp_path / "checkpoints"
+    steps = [make_checkpoint(run / f"step{k:06d}.ckpt", k, step=k * 100, spm=spm_bytes)
+             for k in (4, 5, 6)]
+    make_checkpoint(run / "last.ckpt", 6, step=600, spm=spm_bytes)
+    make_checkpoint(run / "interrupted.ckpt", 6, step=600, spm=spm_bytes)
+    assert averaged_from(run, 3, tmp_path / "avg.ckpt") == [str(p) for p in steps]
+    assert run_cli(["average", "--run-dir", str(run), "--last", "4", "--output",
+                    str(tmp_path / "avg4.ckpt")]) == 2
+    assert "found 3 distinct global_step(s)" in capsys.readouterr().err
 
 
 def test_fewer_checkpoints_than_asked(tmp_path, spm_bytes, capsys) -> None:
@@ -135,7 +167,7 @@ def test_fewer_checkpoints_than_asked(tmp_path, spm_bytes, capsys) -> None:
     out = tmp_path / "avg.ckpt"
     assert run_cli(["average", "--run-dir", str(run), "--last", "5", "--output", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("transformer-mt: error: ") and "found 2 checkpoint(s)" in err
+    assert err.startswith("transformer-mt: error: ") and "found 2 distinct global_step(s)" in err
     assert "--last 5" in err
     assert not out.exists()
 

@@ -33,13 +33,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from transformer_mt.errors import UserError
+from transformer_mt.training import INTERRUPTED_NAME
 
 if TYPE_CHECKING:
     import torch
 
-# Lightning's rolling `last.ckpt` (and `last-v1.ckpt` when the name was taken) duplicates a
-# checkpoint that is usually also saved under its own name; averaging both would double-count it.
-_LAST_NAME = re.compile(r"last(-v\d+)?\.ckpt")
+# Files `fit` rewrites as the run goes on: Lightning's rolling `last.ckpt` (`last-v1.ckpt` when
+# the name was taken) and the interrupted run's save. They often hold the step of a periodic
+# checkpoint again; when they hold a step of their own (the end of a run), they are its only copy.
+_ROLLING_NAME = re.compile(rf"last(-v\d+)?\.ckpt|{re.escape(INTERRUPTED_NAME)}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,8 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     inputs.add_argument(
         "--run-dir", metavar="DIR",
-        help="pick the --last N checkpoints with the highest global_step under DIR (recursive; "
-        "last.ckpt, symlinks, earlier averages and the output are skipped)",
+        help="average the --last N distinct global_steps under DIR, one file each, the "
+        "newest state (last.ckpt, interrupted.ckpt) included (recursive; symlinks, earlier "
+        "averages and the output are skipped)",
     )
     parser.add_argument(
         "--last", type=int, metavar="N",
@@ -87,21 +90,28 @@ def _quick_meta(path: Path) -> dict[str, Any]:
 
 
 def find_recent_checkpoints(run_dir: Path, n: int, output: Path) -> list[Path]:
-    """The `n` checkpoints under `run_dir` with the highest global_step, oldest first.
+    """One checkpoint for each of the `n` highest distinct global_steps under `run_dir`,
+    oldest first.
 
-    Ties in global_step are broken by modification time. Skipped: `last.ckpt`/`last-vN.ckpt`,
-    symlinks (Lightning links to existing checkpoints), symlinked directories, `output`, and
-    earlier averages (their `averaged_from` record), which would otherwise be averaged again.
+    Every step is averaged once: files with the same global_step hold the same weights
+    (last.ckpt or interrupted.ckpt saved at a periodic checkpoint's step) or are one step
+    written twice (a run restarted in the same folder). Of these, a periodic checkpoint is
+    preferred to the rolling last.ckpt / interrupted.ckpt, whose contents change when training
+    goes on, then the newest file. The rolling files still count with a step of their own: a
+    run stopped between two periodic checkpoints (`max_time`, a signal) keeps its final
+    weights only there, and the newest state belongs in the average. Skipped: symlinks
+    (Lightning links to existing checkpoints), symlinked directories, `output`, and earlier
+    averages (their `averaged_from` record), which would otherwise be averaged again.
     """
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: no such directory")
-    ranked: list[tuple[int, float, str, Path]] = []
+    # global_step -> (periodic, mtime, path) of the file chosen for that step so far
+    by_step: dict[int, tuple[bool, float, Path]] = {}
     for root, dirs, files in os.walk(run_dir):  # does not descend into symlinked directories
         dirs.sort()
         for name in sorted(files):
             path = Path(root) / name
-            if (not name.endswith(".ckpt") or _LAST_NAME.fullmatch(name)
-                    or path.is_symlink() or path.resolve() == output):
+            if not name.endswith(".ckpt") or path.is_symlink() or path.resolve() == output:
                 continue
             checkpoint = _quick_meta(path)
             if "averaged_from" in _meta(checkpoint, path):
@@ -112,14 +122,14 @@ def find_recent_checkpoints(run_dir: Path, n: int, output: Path) -> list[Path]:
                     f"{path}: records no global_step, so it cannot be ranked; "
                     "list the checkpoints to average with --inputs"
                 )
-            ranked.append((step, path.stat().st_mtime, str(path), path))
-    if len(ranked) < n:
+            candidate = (not _ROLLING_NAME.fullmatch(name), path.stat().st_mtime, path)
+            by_step[step] = max(by_step.get(step, candidate), candidate)
+    if len(by_step) < n:
         raise UserError(
-            f"{run_dir}: found {len(ranked)} checkpoint(s) to average (*.ckpt, not counting "
-            f"last.ckpt, symlinks and earlier averages), fewer than --last {n}"
+            f"{run_dir}: found {len(by_step)} distinct global_step(s) to average (*.ckpt, not "
+            f"counting symlinks and earlier averages), fewer than --last {n}"
         )
-    ranked.sort()
-    return [path for *_, path in ranked[-n:]]
+    return [by_step[step][2] for step in sorted(by_step)[-n:]]
 
 
 def _storage_key(tensor: torch.Tensor) -> tuple:

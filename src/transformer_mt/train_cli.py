@@ -36,7 +36,8 @@ from transformer_mt.data.datamodule import TranslationDataModule
 from transformer_mt.errors import UserError
 from transformer_mt.lit import TranslationModel
 from transformer_mt.textio import atomic_write
-from transformer_mt.training.checkpoints import INTERRUPTED_NAME, AtomicCheckpointIO, Checkpoint
+from transformer_mt.training import INTERRUPTED_NAME
+from transformer_mt.training.checkpoints import AtomicCheckpointIO, Checkpoint
 from transformer_mt.training.resume import ResumableTraining, TrainingInterrupted
 
 

@@ -4,7 +4,6 @@
   weights_only=True, turning a bad file into a one-line UserError.
 - `Checkpoint` is the ModelCheckpoint of the `checkpoint:` section; it also saves last.ckpt at
   the step where training ends.
-- `INTERRUPTED_NAME` is what an interrupted run saves beside last.ckpt (`resume`).
 """
 
 from __future__ import annotations
@@ -21,9 +20,6 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from transformer_mt.checkpoint import load_checkpoint_dict
 from transformer_mt.textio import atomic_write
-
-# What SIGINT/SIGTERM during `fit` saves, beside last.ckpt (`--ckpt_path last` takes the newer).
-INTERRUPTED_NAME = "interrupted.ckpt"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -18,7 +18,7 @@ import torch.distributed as dist
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 
-from transformer_mt.training.checkpoints import INTERRUPTED_NAME
+from transformer_mt.training import INTERRUPTED_NAME
 
 
 class TrainingInterrupted(Exception):
