@@ -1,7 +1,7 @@
 """Export to Hugging Face Marian and CTranslate2 (export.py), checked on a TRAINED model.
 
-Random weights hide mapping mistakes (DESIGN.md §7: a start-token embedding that is wrong only
-after training), so a module fixture trains a tiny model on a synthetic word-translation task
+Random weights hide mapping mistakes (docs/design.md §3: a start-token embedding that is wrong
+only after training), so a module fixture trains a tiny model on a synthetic word-translation task
 until its outputs are mostly right but not certain, which gives beam search real choices.
 
 Settings aligned for the search comparisons (see docs/export.md):

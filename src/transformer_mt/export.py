@@ -17,8 +17,8 @@ it is moved into place (see docs/export.md):
 - Decoder start. Ours is BOS (id 2), whose embedding was trained as the start symbol. Marian
   models usually start from PAD; the Marian config here says `decoder_start_token_id=2`.
   CTranslate2's stock Marian converter assumes start = PAD = last id with a zero embedding
-  (DESIGN.md §7); we do not go through it but build the CTranslate2 spec from our weights, with
-  `decoder_start_token` = our BOS piece and `add_source_eos` (our sources end with EOS).
+  (docs/design.md §3); we do not go through it but build the CTranslate2 spec from our weights,
+  with `decoder_start_token` = our BOS piece and `add_source_eos` (our sources end with EOS).
 - Searching. Ours never emits PAD or BOS (`suppress_tokens`), forces EOS at the length limit
   (`forced_eos_token_id`) and stops a beam when K hypotheses have finished
   (`early_stopping=True`). The length penalties differ in form: ours is GNMT's
@@ -469,7 +469,7 @@ def ctranslate2_spec(loaded: LoadedModel) -> Any:
     spec.config.unk_token = sp.id_to_piece(sp.unk_id())
     spec.config.bos_token = sp.id_to_piece(c.bos_id)
     spec.config.eos_token = sp.id_to_piece(c.eos_id)
-    spec.config.decoder_start_token = sp.id_to_piece(c.bos_id)  # not PAD: see DESIGN.md §7
+    spec.config.decoder_start_token = sp.id_to_piece(c.bos_id)  # not PAD: docs/design.md §3
     spec.config.add_source_eos = True  # our sources end with EOS; callers pass only pieces
     pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
     spec.register_source_vocabulary(pieces)
