@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import csv
+import json
+import math
 from pathlib import Path
 
 import pytest
+import sacrebleu
 import torch
+import torch.nn.functional as F
 
 from tests.conftest import REPO
+from transformer_mt.checkpoint import load_for_inference
 from transformer_mt.cli import main
+from transformer_mt.config import BOS_ID, EOS_ID, PAD_ID
 
 
 def demo_args(run: Path, *extra: str) -> list[str]:
@@ -39,9 +45,50 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def read_metrics(run: Path) -> list[dict[str, str]]:
-    files = sorted(run.glob("logs/version_*/metrics.csv"))
+    """The rows of the newest CSV log under `run` (the command that ran last)."""
+    files = sorted(run.glob("logs/version_*/metrics.csv"),
+                   key=lambda path: int(path.parent.name.removeprefix("version_")))
     with open(files[-1], newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def direct_metrics(ckpt: Path, corpus: Path, bleu_sentences: int, tmp_path: Path
+                   ) -> dict[str, float]:
+    """What validation should report for `corpus` (`.../name.{lang}`), computed without
+    Lightning or the data module: the label-smoothed loss and the perplexity from the model's
+    logits with torch's own cross-entropy, and BLEU of `transformer-mt translate` (greedy) on
+    the first `bleu_sentences` pairs, scored by sacreBLEU."""
+    loaded = load_for_inference(ckpt)
+    model, tokenizer = loaded.model.eval(), loaded.tokenizer
+    sources, targets = (Path(str(corpus).format(lang=lang)).read_text(encoding="utf-8")
+                        .splitlines() for lang in ("en", "de"))
+    src = [ids + [EOS_ID] for ids in tokenizer.encode(sources)]
+    tgt = tokenizer.encode(targets)
+    with torch.no_grad():
+        logits = model(pad_rows(src), pad_rows([[BOS_ID] + ids for ids in tgt]))
+    gold = pad_rows([ids + [EOS_ID] for ids in tgt]).flatten()
+    logits = logits.flatten(0, 1)
+    loss = F.cross_entropy(logits, gold, ignore_index=PAD_ID, label_smoothing=0.1,
+                           reduction="sum")
+    nll = F.cross_entropy(logits, gold, ignore_index=PAD_ID, reduction="sum")
+    tokens = gold.ne(PAD_ID).sum()
+    first = tmp_path / "first.en"
+    first.write_text("".join(line + "\n" for line in sources[:bleu_sentences]), encoding="utf-8")
+    hyps = tmp_path / "hyp.de"
+    assert main(["translate", "--checkpoint", str(ckpt), "--input", str(first),
+                 "--output", str(hyps), "--beam-size", "1"]) == 0
+    bleu = sacrebleu.corpus_bleu(hyps.read_text(encoding="utf-8").splitlines(),
+                                 [targets[:bleu_sentences]])
+    return {"loss": (loss / tokens).item(), "ppl": math.exp((nll / tokens).item()),
+            "bleu": bleu.score}
+
+
+def pad_rows(rows: list[list[int]]) -> torch.Tensor:
+    """Right-padded (len(rows), longest) ids."""
+    batch = torch.full((len(rows), max(map(len, rows))), PAD_ID)
+    for i, row in enumerate(rows):
+        batch[i, : len(row)] = torch.tensor(row)
+    return batch
 
 
 def test_fit_writes_checkpoints_and_validation_loss_falls(trained: Path) -> None:
@@ -58,15 +105,29 @@ def test_fit_writes_checkpoints_and_validation_loss_falls(trained: Path) -> None
     assert meta["model_config"]["vocab_size"] == 2000 and isinstance(meta["sentencepiece"], bytes)
 
 
-def test_validate_and_test_report_metrics(trained: Path, capsys: pytest.CaptureFixture) -> None:
-    ckpt = str(trained / "checkpoints" / "last.ckpt")
-    assert main(["validate", *demo_args(trained, "--ckpt_path", ckpt)]) == 0
-    out = capsys.readouterr().out
-    for metric in ("val/loss", "val/ppl", "val/bleu"):
-        assert metric in out
-    assert main(["test", *demo_args(trained, "--ckpt_path", ckpt,
-                                    "--trainer.limit_test_batches", "1")]) == 0
-    assert "test/bleu" in capsys.readouterr().out
+@pytest.mark.parametrize("command, split, prefix", [("validate", "valid", "val"),
+                                                     ("test", "test", "test")])
+def test_validate_and_test_report_the_metrics_of_the_checkpoint(
+    trained: Path, tmp_path: Path, command: str, split: str, prefix: str
+) -> None:
+    """`validate` / `test` on a whole (small) set report the loss, perplexity and BLEU that
+    the same computation done directly gives."""
+    ckpt = trained / "checkpoints" / "last.ckpt"
+    corpus = tmp_path / f"{split}.{{lang}}"
+    for lang in ("en", "de"):
+        lines = (REPO / "data" / f"{split}.{lang}").read_text(encoding="utf-8").splitlines()
+        Path(str(corpus).format(lang=lang)).write_text("".join(f"{line}\n" for line in lines[:48]),
+                                                       encoding="utf-8")
+    assert main([command, *demo_args(trained, "--ckpt_path", str(ckpt),
+                                     f"--data.{split}", json.dumps([str(corpus)]),
+                                     f"--trainer.limit_{prefix}_batches", "1.0")]) == 0
+    reported = {name: float(value) for row in read_metrics(trained)
+                for name, value in row.items() if name.startswith(f"{prefix}/") and value}
+    expected = direct_metrics(ckpt, corpus, 8, tmp_path)
+    assert reported[f"{prefix}/loss"] == pytest.approx(expected["loss"], rel=1e-5)
+    assert reported[f"{prefix}/ppl"] == pytest.approx(expected["ppl"], rel=1e-5)
+    # Lightning logs a float as a float32 tensor: equal up to that rounding
+    assert reported[f"{prefix}/bleu"] == pytest.approx(expected["bleu"], rel=1e-6)
 
 
 def test_ckpt_path_last_resolves_or_fails_loudly(
