@@ -1,11 +1,13 @@
-"""Shared test fixtures: where the real corpora are, training-run helpers, and a torch thread
-setting for 2 cores."""
+"""Shared test fixtures: where the real corpora are, training-run helpers, optional extras,
+and a torch thread setting for 2 cores."""
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -13,6 +15,40 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+# Start of the skip reason of `import_extra`, which the terminal summary below looks for.
+MISSING_EXTRA = "optional extra missing:"
+
+
+def import_extra(module: str, extra: str) -> ModuleType:
+    """Import `module` of the optional `extra` (pyproject.toml), or skip the calling test or
+    test module, saying which extra to install.
+
+    A module-level skip hides every test of the module behind one line. Where the extras are
+    installed (CI, `CI=true`), a missing one is therefore an error, not a skip: the tests it
+    would hide must run. Elsewhere the skips are listed at the end of the run.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        why = f"{MISSING_EXTRA} {module} ({exc}); pip install -e '.[{extra}]'"
+        if os.environ.get("CI", "").lower() in ("true", "1"):
+            pytest.fail(f"CI=true, where every extra is installed: {why}", pytrace=False)
+        pytest.skip(why, allow_module_level=True)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say, after the results, which tests did not run for lack of an optional extra: a whole
+    module skipped counts as one line in pytest's own summary."""
+    reasons = sorted({
+        f"{report.location[0]}: {report.longrepr[2].removeprefix('Skipped: ')}"
+        for report in terminalreporter.stats.get("skipped", [])
+        if isinstance(report.longrepr, tuple) and MISSING_EXTRA in report.longrepr[2]
+    })
+    if reasons:
+        terminalreporter.section("tests not run: optional extras missing (CI=true fails here)")
+        for reason in reasons:
+            terminalreporter.write_line(reason)
 
 
 @pytest.fixture(scope="session")

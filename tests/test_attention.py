@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import import_extra
 from transformer_mt import attention
 from transformer_mt.checkpoint import load_for_inference
 from transformer_mt.config import EOS_ID, TransformerConfig
@@ -20,7 +21,7 @@ from transformer_mt.decoding import generate
 from transformer_mt.errors import UserError
 from transformer_mt.model import Transformer
 
-pytest.importorskip("matplotlib", reason="the 'viz' extra is not installed")
+import_extra("matplotlib", "viz")
 
 SRC = "the small cat sees a big dog"
 TGT = "die kleine Katze sieht einen großen Hund"

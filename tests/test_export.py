@@ -28,6 +28,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.conftest import import_extra
 from transformer_mt import export
 from transformer_mt.checkpoint import LoadedModel, load_for_inference
 from transformer_mt.config import EOS_ID, PAD_ID, TransformerConfig
@@ -36,7 +37,7 @@ from transformer_mt.decoding import generate, max_lengths
 from transformer_mt.errors import UserError
 from transformer_mt.model import Transformer
 
-transformers = pytest.importorskip("transformers", reason="the 'export' extra is not installed")
+transformers = import_extra("transformers", "export")
 
 TRAIN_STEPS = 300
 
@@ -270,7 +271,7 @@ def test_hf_greedy_matches_at_the_length_limit(loaded: LoadedModel, hf_model,
 
 @pytest.fixture(scope="module")
 def ct2_dir(trained: dict) -> Path:
-    pytest.importorskip("ctranslate2", reason="ctranslate2 is not installed (the 'export' extra)")
+    import_extra("ctranslate2", "export")
     out = trained["tmp"] / "ct2"
     assert run_export(["--checkpoint", str(trained["checkpoint"]), "--to", "ctranslate2",
                        "--out", str(out)]) == 0
@@ -297,7 +298,7 @@ def test_ctranslate2_greedy_matches(loaded: LoadedModel, ct2_dir: Path, trained:
 
 
 def test_ctranslate2_quantized_export(trained: dict) -> None:
-    ctranslate2 = pytest.importorskip("ctranslate2")
+    ctranslate2 = import_extra("ctranslate2", "export")
     out = trained["tmp"] / "ct2-int8"
     assert run_export(["--checkpoint", str(trained["checkpoint"]), "--to", "ctranslate2",
                        "--quantization", "int8", "--out", str(out)]) == 0
@@ -334,7 +335,7 @@ def test_untied_random_model_at_the_position_cap(trained: dict, target: str) -> 
     ckpt = random_checkpoint(trained["tmp"], trained["checkpoint"], share_embeddings=False)
     out = trained["tmp"] / f"{target}-untied"
     if target == "ctranslate2":
-        pytest.importorskip("ctranslate2", reason="ctranslate2 is not installed")
+        import_extra("ctranslate2", "export")
     assert run_export(["--checkpoint", str(ckpt), "--to", target, "--out", str(out)]) == 0
     loaded = load_for_inference(ckpt)
     cap = loaded.model.config.max_positions - 1
@@ -364,7 +365,7 @@ def test_pre_norm_is_refused_for_marian_and_exported_to_ctranslate2(trained: dic
     with pytest.raises(UserError, match="Marian is post-norm only"):
         run_export(["--checkpoint", str(ckpt), "--to", "hf", "--out", str(out)])
     assert not out.exists()
-    ctranslate2 = pytest.importorskip("ctranslate2", reason="ctranslate2 is not installed")
+    ctranslate2 = import_extra("ctranslate2", "export")
     out = trained["tmp"] / "ct2-prenorm"
     # The export's log-prob check covers the final LayerNorms; greedy output must match too.
     assert run_export(["--checkpoint", str(ckpt), "--to", "ctranslate2", "--out", str(out)]) == 0
@@ -380,7 +381,7 @@ def test_pre_norm_is_refused_for_marian_and_exported_to_ctranslate2(trained: dic
 
 
 def test_existing_output_needs_force(trained: dict) -> None:
-    pytest.importorskip("ctranslate2", reason="ctranslate2 is not installed")
+    import_extra("ctranslate2", "export")
     ckpt = str(trained["checkpoint"])
     out = trained["tmp"] / "occupied"
     out.mkdir()
