@@ -297,14 +297,21 @@ def test_ctranslate2_greedy_matches(loaded: LoadedModel, ct2_dir: Path, trained:
             assert [sp.piece_to_id(p) for p in result.hypotheses[0]] == ours[i], (a, b, i)
 
 
-def test_ctranslate2_quantized_export(trained: dict) -> None:
+def test_ctranslate2_quantized_export(trained: dict, ct2_dir: Path, loaded: LoadedModel) -> None:
+    """The int8 export translates like the float32 one on most sentences (int8 rounding may
+    flip a close call; a wrong scale or layout would change nearly every output)."""
     ctranslate2 = import_extra("ctranslate2", "export")
     out = trained["tmp"] / "ct2-int8"
     assert run_export(["--checkpoint", str(trained["checkpoint"]), "--to", "ctranslate2",
                        "--quantization", "int8", "--out", str(out)]) == 0
-    translator = ctranslate2.Translator(str(out), device="cpu", compute_type="int8")
-    pieces = load_for_inference(trained["checkpoint"]).tokenizer.pieces(trained["sources"][0])
-    assert translator.translate_batch([pieces], beam_size=1)[0].hypotheses[0]
+    pieces = [loaded.tokenizer.pieces(text) for text in trained["sources"]]
+    outputs = {}
+    for folder, compute_type in ((ct2_dir, "float32"), (out, "int8")):
+        translator = ctranslate2.Translator(str(folder), device="cpu", compute_type=compute_type)
+        results = translator.translate_batch(pieces, beam_size=1)
+        outputs[compute_type] = [result.hypotheses[0] for result in results]
+    agree = sum(a == b for a, b in zip(outputs["int8"], outputs["float32"], strict=True))
+    assert agree >= 0.8 * len(pieces), (agree, len(pieces))
 
 
 def test_wrong_position_layout_is_caught(trained: dict, monkeypatch: pytest.MonkeyPatch) -> None:
