@@ -48,12 +48,40 @@ def tiny_fit_args(run: Path, spm_cache: Path, *extra: str) -> list[str]:
     ]
 
 
-def recorder_args(path: Path, signal_at_step: int = 0, signal_name: str = "SIGTERM") -> list[str]:
-    """`--trainer.callbacks` adding a `StepRecorder` (the demo config sets no callbacks)."""
-    recorder = {"class_path": f"{__name__}.StepRecorder",
-                "init_args": {"path": str(path), "signal_at_step": signal_at_step,
-                              "signal_name": signal_name}}
-    return ["--trainer.callbacks", json.dumps([recorder])]
+def recorder_args(path: Path, signal_at_step: int = 0, signal_name: str = "SIGTERM",
+                  step_clock: bool = False) -> list[str]:
+    """`--trainer.callbacks` adding a `StepRecorder` (the demo config sets no callbacks), and
+    with `step_clock` a `StepClockTick`."""
+    callbacks = [{"class_path": f"{__name__}.StepRecorder",
+                  "init_args": {"path": str(path), "signal_at_step": signal_at_step,
+                                "signal_name": signal_name}}]
+    if step_clock:
+        callbacks.append({"class_path": f"{__name__}.StepClockTick"})
+    return ["--trainer.callbacks", json.dumps(callbacks)]
+
+
+class StepClock:
+    """A stand-in for the `time` module where Lightning's Timer reads it: one second passes
+    per training batch (`StepClockTick`), so `max_time` N seconds ends a run after step N on a
+    fast or a slow machine alike."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+STEP_CLOCK = StepClock()
+
+
+class StepClockTick(Callback):
+    """Advances `STEP_CLOCK` at the start of every training batch, so that when the Timer
+    checks at the end of step N, N seconds have passed since training started."""
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                             batch: Any, batch_idx: int) -> None:
+        STEP_CLOCK.now += 1.0
 
 
 class StepRecorder(Callback):

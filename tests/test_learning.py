@@ -1,8 +1,7 @@
-"""End-to-end sanity: a tiny Transformer learns to reverse sequences on CPU in seconds."""
+"""End-to-end sanity: a tiny Transformer learns to reverse sequences in 600 steps (seconds on a
+CPU). The outcome is asserted, not the time: a busy machine is slower, not wrong."""
 
 from __future__ import annotations
-
-import time
 
 import torch
 
@@ -28,7 +27,6 @@ def reverse_batch(n: int, generator: torch.Generator) -> tuple[torch.Tensor, ...
 
 
 def test_tiny_model_learns_to_reverse() -> None:
-    start = time.monotonic()
     torch.manual_seed(0)
     config = TransformerConfig.preset(
         "tiny", vocab_size=VOCAB, d_model=64, n_heads=4, d_ff=256, n_encoder_layers=2,
@@ -56,4 +54,3 @@ def test_tiny_model_learns_to_reverse() -> None:
         gold = tgt_out[row][tgt_out[row] > EOS_ID].tolist()
         correct += hyp[0].tokens == gold
     assert correct / len(hyps) >= 0.95, f"exact match {correct}/{len(hyps)}"
-    assert time.monotonic() - start < 60

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch.callbacks import timer as timer_module
 
-from tests._tiny_fit import read_records, recorder_args, tiny_fit_args
+from tests._tiny_fit import STEP_CLOCK, read_records, recorder_args, tiny_fit_args
 from transformer_mt.cli import main
 from transformer_mt.training.checkpoints import AtomicCheckpointIO
 
@@ -137,14 +138,21 @@ def test_run_ending_between_checkpoint_steps_saves_last_at_its_final_step(
     assert_same_weights(folder / "last.ckpt", run_a / "checkpoints" / "last.ckpt")
 
 
-def test_run_stopped_by_max_time_saves_last_at_its_final_step(spm: Path, tmp_path: Path) -> None:
-    """The Timer stops the run mid-epoch at whatever step 2 seconds end; last.ckpt must be
-    that step. (Lightning itself saves last.ckpt at the end only when no periodic checkpoint
-    was written, hence one every 3 steps here.)"""
-    assert fit(tmp_path, spm, "--trainer.max_time", "00:00:00:02",
-               "--trainer.max_steps", "100000", "--trainer.limit_train_batches", "1.0",
-               "--checkpoint.every_n_train_steps", "3") == 0
-    final_step = read_records(tmp_path / "steps")[-1]["step"]
-    assert final_step > 3
-    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
-    assert last["global_step"] == final_step
+def test_run_stopped_by_max_time_saves_last_at_its_final_step(
+    spm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Timer stops the run mid-epoch at the step where max_time runs out; last.ckpt must
+    be that step. The Timer reads a clock that advances one second per step (`StepClock`),
+    so 5 seconds end the run at step 5 however fast the machine is. (Lightning itself saves
+    last.ckpt at the end only when no periodic checkpoint was written, hence one every 3
+    steps here.)"""
+    monkeypatch.setattr(timer_module, "time", STEP_CLOCK)
+    assert main(tiny_fit_args(tmp_path, spm, *STEPS, "--trainer.max_time", "00:00:00:05",
+                              "--trainer.max_steps", "100000",
+                              "--trainer.limit_train_batches", "1.0",
+                              "--checkpoint.every_n_train_steps", "3",
+                              *recorder_args(tmp_path / "steps", step_clock=True))) == 0
+    assert [r["step"] for r in read_records(tmp_path / "steps")] == [1, 2, 3, 4, 5]
+    folder = tmp_path / "checkpoints"
+    assert sorted(p.name for p in folder.glob("*.ckpt")) == ["last.ckpt", "step000003.ckpt"]
+    assert torch.load(folder / "last.ckpt", weights_only=True)["global_step"] == 5
