@@ -107,7 +107,7 @@ def test_model_checkpoint_private_methods_behave(tmp_path: Path) -> None:
     # False: a last.ckpt at an unsaved step is allowed
     assert [entry["skip"] for entry in probe.seen] == [False, True, False], \
         f"{UPDATE}: _should_skip_saving_checkpoint no longer tells a step already saved"
-    last = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)
+    last = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
     assert last["global_step"] == 3, f"{UPDATE}: _save_last_checkpoint did not write last.ckpt"
 
 
@@ -131,4 +131,4 @@ def test_checkpoint_saves_last_at_the_final_step(tmp_path: Path) -> None:
         callback = callback_class(dirpath=folder, every_n_train_steps=2, save_top_k=-1,
                                   save_last=True)
         _fit(folder, [callback], max_steps=5)
-        assert torch.load(folder / "last.ckpt", weights_only=False)["global_step"] == final
+        assert torch.load(folder / "last.ckpt", weights_only=True)["global_step"] == final

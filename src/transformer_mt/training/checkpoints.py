@@ -61,6 +61,8 @@ class Checkpoint(ModelCheckpoint):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        # Private Lightning API (no public way to save last.ckpt now, or to tell an epoch's
+        # last batch): tests/test_lightning_internals.py fails loudly if an upgrade changes it.
         last_epoch = (trainer.max_epochs is not None and trainer.max_epochs > 0
                       and trainer.current_epoch + 1 >= trainer.max_epochs
                       and trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)

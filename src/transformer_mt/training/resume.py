@@ -112,6 +112,7 @@ class ResumableTraining(Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
+        # is_last_batch is private Lightning API, pinned by tests/test_lightning_internals.py
         accumulating = (batch_idx + 1) % trainer.accumulate_grad_batches != 0 \
             and not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
         if not accumulating:  # a checkpoint cannot hold half-accumulated gradients
