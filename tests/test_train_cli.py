@@ -17,7 +17,7 @@ def demo_args(run: Path, *extra: str) -> list[str]:
     return [
         "--config", str(REPO / "configs" / "demo.yaml"),
         "--data.data_dir", str(REPO / "data"),
-        "--data.spm_cache_dir", str(run / "spm"),
+        "--data.cache_dir", str(run / "spm"),
         "--trainer.default_root_dir", str(run),
         "--trainer.logger.init_args.save_dir", str(run),
         "--trainer.enable_progress_bar", "false",
