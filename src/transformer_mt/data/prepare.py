@@ -314,7 +314,6 @@ def prepare_split(
     def build(tmp: Path) -> dict[str, Any]:
         start = time.perf_counter()
         lengths: dict[str, list[np.ndarray]] = {side: [] for side in SIDES}
-        read = 0
         with contextlib.ExitStack() as files, _progress(f"{name}: tokenizing") as bar:
             out = {side: files.enter_context(open(tmp / f"{side}.tokens", "wb"))
                    for side in SIDES}
@@ -325,7 +324,7 @@ def prepare_split(
                 tgt_tok.tofile(out["tgt"])
                 lengths["src"].append(src_len)
                 lengths["tgt"].append(tgt_len)
-            read = bar.n
+        read = sum(record["pairs"] for record in inputs.records)
         kept = 0
         for side in SIDES:
             lens = np.concatenate(lengths[side]) if lengths[side] else np.zeros(0, np.int32)
