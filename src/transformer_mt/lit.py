@@ -189,10 +189,16 @@ class TranslationModel(L.LightningModule):
         self._step_tokens = torch.zeros((), device=self.device)
 
     def configure_optimizers(self):
+        """Adam with the paper's schedule; fused on CPU and CUDA, except where Lightning's
+        mixed-precision plugin refuses gradient clipping with a fused optimizer (it assumes a
+        fused step unscales fp16 gradients itself, even for bf16, which has no scaler)."""
+        trainer = self.trainer
+        clips_mixed = bool(trainer.gradient_clip_val) and "mixed" in str(trainer.precision)
         optimizer, scheduler = make_optimizer(
             self.parameters(), self.config.d_model, self.hparams.warmup_steps,
             self.hparams.lr_factor, tuple(self.hparams.betas), self.hparams.eps,
-            self.hparams.weight_decay, fused=self.device.type in ("cpu", "cuda"),
+            self.hparams.weight_decay,
+            fused=self.device.type in ("cpu", "cuda") and not clips_mixed,
         )
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
