@@ -174,12 +174,19 @@ def make_batches(
     """Batches whose padded size max(len) * n stays <= max_tokens.
 
     Pairs are sorted by (longer side, source, target) length, ties broken at random when `rng`
-    is given, so batches differ from epoch to epoch while padding stays minimal; with `rng` the
+    is given (else by index), so batches differ from epoch to epoch while padding stays minimal; with `rng` the
     batch order is shuffled too.
     """
     lengths = _check_fits(src_lengths, tgt_lengths, max_tokens)
-    tie_break = rng.random(len(lengths)) if rng is not None else np.arange(len(lengths))
-    order = np.lexsort((tie_break, tgt_lengths, src_lengths, lengths))
+    if int(lengths.max(initial=0)) >= 1 << 16:
+        raise UserError(f"a sentence of {int(lengths.max())} tokens is too long to batch")
+    # One int64 key, (longer side, source, target, random tie-break) 16 bits each, sorts
+    # 4.5M pairs in a fraction of the time np.lexsort takes on four arrays.
+    key = (lengths.astype(np.int64) << 48 | np.asarray(src_lengths, np.int64) << 32
+           | np.asarray(tgt_lengths, np.int64) << 16)
+    if rng is not None:
+        key |= rng.integers(0, 1 << 16, size=len(key), dtype=np.int64)
+    order = np.argsort(key, kind="stable")
     bounds = pack(lengths, order, max_tokens)
     n = len(bounds) - 1
     sequence = rng.permutation(n) if rng is not None else np.arange(n)

@@ -167,11 +167,14 @@ class TranslationDataModule(L.LightningDataModule):
         return self.datasets[split]
 
     def prepare_data(self) -> None:
-        """Lightning calls this once per machine (or node) before `setup`: build what `fit`
-        maps. Other processes of the machine wait on the cache's lock meanwhile."""
-        self.split("train")
-        if self.hparams.valid:
-            self.split("valid")
+        """Lightning calls this once per machine (or node) before `setup`: build what this
+        stage maps (validate/test never touch the training data). Other processes of the
+        machine wait on the cache's lock meanwhile."""
+        stage = self.trainer.state.fn.value if self.trainer and self.trainer.state.fn else "fit"
+        for split in {"fit": ("train", "valid"), "validate": ("valid",),
+                      "test": ("test",)}.get(stage, ()):
+            if getattr(self.hparams, split):
+                self.split(split)
 
     def setup(self, stage: str) -> None:
         if stage == "fit":
