@@ -17,7 +17,9 @@ sampled from /proc every 0.2 s:
   python scripts/bench_data.py --pairs 4500000 --workdir /tmp/bench-data   # WMT14's size
   python scripts/bench_data.py --pairs 20000 --workdir /tmp/bench-small    # a quick rehearsal
 
-Results go to WORKDIR/results.json and are printed; docs/benchmarks.md records them.
+The vocabulary options are those of configs/wmt14_en_de_base.yaml (BPE, 37k pieces). Results
+(with the load average at the start and end of each stage, since the machine may be shared) go
+to WORKDIR/results.json and are printed; docs/benchmarks.md records them.
 """
 
 from __future__ import annotations
@@ -146,6 +148,7 @@ class TreeMemory(threading.Thread):
 def run(name: str, command: list[str], log: Path) -> dict:
     """Run a command, timing it and sampling its memory; stderr goes to `log`."""
     print(f"[{name}] {' '.join(command)}", flush=True)
+    load_before = os.getloadavg()[0]
     start = time.perf_counter()
     with open(log, "w") as err:
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
@@ -160,6 +163,7 @@ def run(name: str, command: list[str], log: Path) -> dict:
         raise SystemExit(f"[{name}] failed with status {status}; see {log}:\n{text[-2000:]}")
     per_process = sorted(memory.peak.values(), reverse=True)
     result = {"seconds": round(seconds, 1),
+              "load_average_start_end": [round(load_before, 2), round(os.getloadavg()[0], 2)],
               "peak_rss_total_mib": round(memory.peak_total / 1024),
               "peak_rss_largest_process_mib": round(per_process[0] / 1024),
               "peak_rss_per_process_mib": [round(kib / 1024) for kib in per_process[:4]],
@@ -167,6 +171,12 @@ def run(name: str, command: list[str], log: Path) -> dict:
               "splits_tokenized": text.count(" pairs tokenized ")}
     print(f"[{name}] {json.dumps(result)}", flush=True)
     return result
+
+
+def _cpu_model() -> str:
+    with open("/proc/cpuinfo") as handle:
+        names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
+    return names[0] if names else platform.machine()
 
 
 def main() -> None:
@@ -197,7 +207,7 @@ def main() -> None:
     results: dict = {"pairs": args.pairs, "mean_source_words": round(words / 100_000, 1),
                      "corpus_bytes": sum(f.stat().st_size for f in corpus.glob("train.*")),
                      "vocab_size": args.vocab_size, "model_type": args.model_type,
-                     "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(),
+                     "cpus": os.cpu_count(), "machine": _cpu_model(),
                      "date": time.strftime("%Y-%m-%d")}
     stages = args.stages.split(",")
     if "cold" in stages:
