@@ -18,25 +18,22 @@ from tests.conftest import REPO
 from transformer_mt.cli import main
 from transformer_mt.data import prepare
 from transformer_mt.data.batching import EncodedPairs
-from transformer_mt.data.corpus import read_corpus
+from transformer_mt.data.corpus import ParallelText, read_corpus
 from transformer_mt.data.prepare import VocabOptions, prepare_split, prepare_vocabulary
 from transformer_mt.data.tokenizer import Tokenizer
 from transformer_mt.errors import UserError
 
 SPEC = "train.{lang}"
 OPTIONS = VocabOptions(vocab_size=500, model_type="bpe")
-MULTI30K = None  # set by the `_multi30k` fixture
 
 
-@pytest.fixture(autouse=True)
-def _multi30k(shared_data: Path) -> None:
-    global MULTI30K
-    MULTI30K = read_corpus("multi30k/train.{lang}.xz", "en", "de", shared_data)
+@pytest.fixture(scope="module")
+def multi30k(shared_data: Path) -> ParallelText:
+    return read_corpus("multi30k/train.{lang}.xz", "en", "de", shared_data)
 
 
-def write_corpus(folder: Path, pairs: int = 300, offset: int = 0) -> None:
+def write_corpus(text: ParallelText, folder: Path, pairs: int = 300, offset: int = 0) -> None:
     """A small English-German corpus (the first Multi30k training pairs) as plain text."""
-    text = MULTI30K
     folder.mkdir(parents=True, exist_ok=True)
     for lang, side in (("en", text.src), ("de", text.tgt)):
         lines = side[offset : offset + pairs]
@@ -45,7 +42,7 @@ def write_corpus(folder: Path, pairs: int = 300, offset: int = 0) -> None:
 
 def build(folder: Path, cache: Path, max_len: int | None = 64,
           options: VocabOptions = OPTIONS) -> tuple[Tokenizer, EncodedPairs]:
-    tokenizer, _ = prepare_vocabulary([SPEC], "en", "de", folder, cache, options)
+    tokenizer = prepare_vocabulary([SPEC], "en", "de", folder, cache, options)
     return tokenizer, prepare_split("train", [SPEC], "en", "de", folder, cache, tokenizer,
                                     max_len)
 
@@ -54,8 +51,9 @@ def cache_folders(cache: Path) -> list[str]:
     return sorted(p.name.split("-")[0] for p in cache.iterdir() if p.is_dir())
 
 
-def test_mapped_arrays_hold_exactly_the_plain_encoding(tmp_path: Path) -> None:
-    write_corpus(tmp_path)
+def test_mapped_arrays_hold_exactly_the_plain_encoding(multi30k: ParallelText,
+                                                       tmp_path: Path) -> None:
+    write_corpus(multi30k, tmp_path)
     tokenizer, dataset = build(tmp_path, tmp_path / "cache", max_len=None)
     text = read_corpus(SPEC, "en", "de", tmp_path)
     assert len(dataset) == len(text) == 300
@@ -68,8 +66,8 @@ def test_mapped_arrays_hold_exactly_the_plain_encoding(tmp_path: Path) -> None:
     np.testing.assert_array_equal(dataset.src_lengths, [len(ids) + 1 for ids in src])
 
 
-def test_max_len_drops_and_counts_pairs(tmp_path: Path) -> None:
-    write_corpus(tmp_path)
+def test_max_len_drops_and_counts_pairs(multi30k: ParallelText, tmp_path: Path) -> None:
+    write_corpus(multi30k, tmp_path)
     tokenizer, full = build(tmp_path, tmp_path / "cache", max_len=None)
     limit = int(np.median(full.src_lengths))
     _, dataset = build(tmp_path, tmp_path / "cache", max_len=limit)
@@ -83,10 +81,10 @@ def test_max_len_drops_and_counts_pairs(tmp_path: Path) -> None:
     assert manifest["max_len"] == limit and manifest["inputs"][0]["pairs"] == len(full)
 
 
-def test_cache_is_reused_and_rebuilt_on_changes(tmp_path: Path, capfd: pytest.CaptureFixture
-                                                ) -> None:
+def test_cache_is_reused_and_rebuilt_on_changes(multi30k: ParallelText, tmp_path: Path,
+                                                capfd: pytest.CaptureFixture) -> None:
     cache = tmp_path / "cache"
-    write_corpus(tmp_path)
+    write_corpus(multi30k, tmp_path)
     _, first = build(tmp_path, cache)
     assert "tokenized" in capfd.readouterr().err
     _, again = build(tmp_path, cache)
@@ -97,16 +95,17 @@ def test_cache_is_reused_and_rebuilt_on_changes(tmp_path: Path, capfd: pytest.Ca
     assert cache_folders(cache) == ["split", "split", "vocab"]
     build(tmp_path, cache, options=VocabOptions(vocab_size=520, model_type="bpe"))
     assert cache_folders(cache).count("vocab") == 2
-    write_corpus(tmp_path, offset=1)  # the corpus changes: new vocabulary and arrays
+    write_corpus(multi30k, tmp_path, offset=1)  # the corpus changes: new vocabulary and arrays
     _, changed = build(tmp_path, cache)
     assert changed.folder not in (first.folder, longer.folder)
     assert not [p for p in cache.iterdir() if p.name.startswith(".")]  # no temporary folders
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip"])
-def test_damaged_cache_is_detected_and_rebuilt(tmp_path: Path, damage: str,
+def test_damaged_cache_is_detected_and_rebuilt(multi30k: ParallelText, tmp_path: Path,
+                                               damage: str,
                                                capfd: pytest.CaptureFixture) -> None:
-    write_corpus(tmp_path)
+    write_corpus(multi30k, tmp_path)
     _, dataset = build(tmp_path, tmp_path / "cache")
     expected = [dataset[i][1].tolist() for i in range(len(dataset))]
     tokens = dataset.folder / "src.tokens"
@@ -121,15 +120,15 @@ def test_damaged_cache_is_detected_and_rebuilt(tmp_path: Path, damage: str,
     assert [rebuilt[i][1].tolist() for i in range(len(rebuilt))] == expected
 
 
-def test_racing_processes_build_one_cache(tmp_path: Path) -> None:
-    write_corpus(tmp_path, pairs=600)
+def test_racing_processes_build_one_cache(multi30k: ParallelText, tmp_path: Path) -> None:
+    write_corpus(multi30k, tmp_path, pairs=600)
     script = textwrap.dedent(f"""
         from pathlib import Path
         import hashlib
         from transformer_mt.data.prepare import VocabOptions, prepare_split, prepare_vocabulary
         folder, cache = Path({str(tmp_path)!r}), Path({str(tmp_path / "cache")!r})
         options = VocabOptions(vocab_size=500, model_type="bpe")
-        tok, _ = prepare_vocabulary(["train.{{lang}}"], "en", "de", folder, cache, options)
+        tok = prepare_vocabulary(["train.{{lang}}"], "en", "de", folder, cache, options)
         data = prepare_split("train", ["train.{{lang}}"], "en", "de", folder, cache, tok, 64)
         print(data.folder, hashlib.sha256(tok.model_proto).hexdigest())
     """)
@@ -144,14 +143,14 @@ def test_racing_processes_build_one_cache(tmp_path: Path) -> None:
     assert cache_folders(tmp_path / "cache") == ["split", "vocab"]
 
 
-def test_unwritable_cache_and_full_disk_are_one_line_errors(
+def test_unwritable_cache_and_full_disk_are_one_line_errors(multi30k: ParallelText,
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
-    write_corpus(tmp_path)
+    write_corpus(multi30k, tmp_path)
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
     with pytest.raises(UserError, match="cannot write the data cache .*set data.cache_dir"):
         build(tmp_path, blocker / "cache")
-    tokenizer, _ = prepare_vocabulary([SPEC], "en", "de", tmp_path, tmp_path / "cache", OPTIONS)
+    tokenizer = prepare_vocabulary([SPEC], "en", "de", tmp_path, tmp_path / "cache", OPTIONS)
 
     def disk_full(*args: object, **kwargs: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -194,24 +193,24 @@ def write_hub_like_wmt14(folder: Path, text_src: list[str], text_tgt: list[str])
         """))
 
 
-def test_hf_dataset_shaped_like_wmt14_goes_straight_to_arrays(
+def test_hf_dataset_shaped_like_wmt14_goes_straight_to_arrays(multi30k: ParallelText,
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
     monkeypatch.setattr(prepare, "CHUNK_PAIRS", 100)  # several chunks: the worker pool runs
-    write_corpus(tmp_path, pairs=450)
+    write_corpus(multi30k, tmp_path, pairs=450)
     text = read_corpus(SPEC, "en", "de", tmp_path)
     write_hub_like_wmt14(tmp_path / "wmt14", text.src, text.tgt)
     spec = f"hf:{tmp_path / 'wmt14'}:de-en:train"
     cache = tmp_path / "cache"
-    tokenizer, _ = prepare_vocabulary([spec], "en", "de", tmp_path, cache, OPTIONS)
+    tokenizer = prepare_vocabulary([spec], "en", "de", tmp_path, cache, OPTIONS)
     dataset = prepare_split("train", [spec], "en", "de", tmp_path, cache, tokenizer, None)
     src, tgt = tokenizer.encode(text.src), tokenizer.encode(text.tgt)
     assert [dataset[i][1].tolist() for i in range(len(dataset))] == src
     assert [dataset[i][2].tolist() for i in range(len(dataset))] == tgt
     # the same pairs as local files give the same pieces (the protos differ in file paths)
-    same, _ = prepare_vocabulary([SPEC], "en", "de", tmp_path, tmp_path / "c2", OPTIONS)
+    same = prepare_vocabulary([SPEC], "en", "de", tmp_path, tmp_path / "c2", OPTIONS)
     assert [same.sp.id_to_piece(i) for i in range(same.vocab_size)] \
         == [tokenizer.sp.id_to_piece(i) for i in range(tokenizer.vocab_size)]
 

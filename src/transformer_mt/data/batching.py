@@ -174,8 +174,8 @@ def make_batches(
     """Batches whose padded size max(len) * n stays <= max_tokens.
 
     Pairs are sorted by (longer side, source, target) length, ties broken at random when `rng`
-    is given (else by index), so batches differ from epoch to epoch while padding stays minimal; with `rng` the
-    batch order is shuffled too.
+    is given (else by index), so batches differ from epoch to epoch while padding stays
+    minimal; with `rng` the batch order is shuffled too.
     """
     lengths = _check_fits(src_lengths, tgt_lengths, max_tokens)
     if int(lengths.max(initial=0)) >= 1 << 16:

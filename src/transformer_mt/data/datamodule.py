@@ -145,9 +145,8 @@ class TranslationDataModule(L.LightningDataModule):
             return Tokenizer(bytes(meta["sentencepiece"]))
         options = VocabOptions(hp.vocab_size, hp.spm_model_type,
                                sample_sentences=hp.spm_sample_sentences, seed=hp.seed)
-        tokenizer, _ = prepare_vocabulary(list(hp.train), hp.src_lang, hp.tgt_lang,
-                                          self.data_dir, self.cache_dir, options)
-        return tokenizer
+        return prepare_vocabulary(list(hp.train), hp.src_lang, hp.tgt_lang, self.data_dir,
+                                  self.cache_dir, options)
 
     @property
     def vocab_size(self) -> int:

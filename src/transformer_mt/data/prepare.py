@@ -33,6 +33,7 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import itertools
 import json
 import logging
 import multiprocessing
@@ -232,7 +233,7 @@ class _Reservoir:
 def prepare_vocabulary(
     specs: list[str], src_lang: str, tgt_lang: str, data_dir: Path, cache_dir: Path,
     options: VocabOptions,
-) -> tuple[Tokenizer, Path]:
+) -> Tokenizer:
     """The joint sentencepiece model of the training corpora, trained once and cached."""
     if not specs:
         raise UserError("data.train is empty: give at least one training corpus")
@@ -267,7 +268,7 @@ def prepare_vocabulary(
                 "seconds": round(time.perf_counter() - start, 1)}
 
     build_once(folder, build)
-    return Tokenizer.from_file(folder / "spm.model"), folder
+    return Tokenizer.from_file(folder / "spm.model")
 
 
 # ---------------------------------------------------------------------------- token arrays
@@ -287,17 +288,12 @@ def _encoded(chunks: Iterator[tuple[list[str], list[str]]], model_proto: bytes,
     context = multiprocessing.get_context("spawn")  # safe beside torch's threads and CUDA
     with context.Pool(workers, initializer=init_worker, initargs=(model_proto,)) as pool:
         pending: deque = deque()
-        for chunk in _prepend((first, second), chunks):
+        for chunk in itertools.chain((first, second), chunks):
             pending.append(pool.apply_async(encode_chunk, (chunk, max_len, dtype)))
             if len(pending) >= 2 * workers:
                 yield pending.popleft().get()
         while pending:
             yield pending.popleft().get()
-
-
-def _prepend(items: tuple, rest: Iterator) -> Iterator:
-    yield from items
-    yield from rest
 
 
 def prepare_split(
