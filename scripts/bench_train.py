@@ -124,7 +124,7 @@ def make_step_batches(args: argparse.Namespace) -> list[dict[str, torch.Tensor]]
     text = read_corpora([args.corpus], "en", "de", data_dir)
     tokenizer = train_tokenizer((line for side in (text.src, text.tgt) for line in side),
                                 vocab_size=8000, cache_dir=args.spm_cache)
-    pairs = EncodedPairs(tokenizer.encode(text.src), tokenizer.encode(text.tgt))
+    pairs = EncodedPairs.from_lists(tokenizer.encode(text.src), tokenizer.encode(text.tgt))
     rng = np.random.default_rng(args.seed)
     batches = make_batches(pairs.src_lengths, pairs.tgt_lengths, args.max_tokens, rng)
     chosen = rng.choice(len(batches), size=args.warmup + args.steps, replace=False)

@@ -35,7 +35,7 @@ def tiny_fit_args(run: Path, spm_cache: Path, *extra: str) -> list[str]:
         "fit",
         "--config", str(REPO / "configs" / "demo.yaml"),
         "--data.data_dir", str(REPO / "data"),
-        "--data.spm_cache_dir", str(spm_cache),
+        "--data.cache_dir", str(spm_cache),
         "--trainer.default_root_dir", str(run),
         "--trainer.logger.init_args.save_dir", str(run),
         "--trainer.enable_progress_bar", "false",

@@ -17,7 +17,7 @@ def pairs() -> EncodedPairs:
     rng = np.random.default_rng(0)
     src = [rng.integers(4, 100, rng.integers(1, 60)).tolist() for _ in range(500)]
     tgt = [rng.integers(4, 100, rng.integers(1, 70)).tolist() for _ in range(500)]
-    return EncodedPairs(src, tgt)
+    return EncodedPairs.from_lists(src, tgt)
 
 
 def padded_size(dataset: EncodedPairs, batch: list[int]) -> int:
@@ -82,7 +82,7 @@ def test_sentence_longer_than_budget_is_a_user_error(pairs: EncodedPairs) -> Non
 
 
 def test_collate_pads_and_masks_match_lengths() -> None:
-    dataset = EncodedPairs([[5, 6, 7], [8]], [[9], [10, 11, 12, 13]])
+    dataset = EncodedPairs.from_lists([[5, 6, 7], [8]], [[9], [10, 11, 12, 13]])
     batch = collate([dataset[0], dataset[1]])
     assert batch["src"].tolist() == [[5, 6, 7, EOS_ID], [8, EOS_ID, PAD_ID, PAD_ID]]
     assert batch["tgt_in"].tolist() == [[BOS_ID, 9, 0, 0, 0], [BOS_ID, 10, 11, 12, 13]]

@@ -50,6 +50,7 @@ def test_cache_by_content(tmp_path: Path) -> None:
     assert list(tmp_path.glob("spm-*.model")) == models  # reused, not retrained
     train_tokenizer(TEXT + ["ein neuer Satz"], vocab_size=350, cache_dir=tmp_path)
     assert len(list(tmp_path.glob("spm-*.model"))) == 2  # changed text -> new model
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".model", ".model"]  # no tmp*/
 
 
 def test_decode_drops_special_ids(tokenizer: Tokenizer) -> None:

@@ -23,7 +23,7 @@ def demo_args(run: Path, *extra: str) -> list[str]:
     return [
         "--config", str(REPO / "configs" / "demo.yaml"),
         "--data.data_dir", str(REPO / "data"),
-        "--data.spm_cache_dir", str(run / "spm"),
+        "--data.cache_dir", str(run / "spm"),
         "--trainer.default_root_dir", str(run),
         "--trainer.logger.init_args.save_dir", str(run),
         "--trainer.enable_progress_bar", "false",
@@ -161,3 +161,20 @@ def test_unknown_config_key_is_a_clear_error(
         main(["fit", *demo_args(tmp_path, "--model.no_such_option", "3")])
     assert exit_info.value.code == 2
     assert "no_such_option" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["validate", "test", "predict"])
+def test_evaluation_takes_the_vocabulary_from_the_checkpoint_not_the_training_data(
+    trained: Path, tmp_path: Path, command: str
+) -> None:
+    """With --ckpt_path, the training corpora are never read: here they do not exist."""
+    source = tmp_path / "source.en"
+    source.write_text("The dog sleeps.\n")
+    argv = [command, *demo_args(trained, "--ckpt_path", str(trained / "checkpoints/last.ckpt"),
+                                "--data.train", '["no/such/corpus.{lang}"]',
+                                "--data.cache_dir", str(tmp_path / "cache"),
+                                "--trainer.limit_test_batches", "1",
+                                "--data.predict", str(source),
+                                "--data.predict_output", str(tmp_path / "out.de"))]
+    assert main(argv) == 0
+    assert not list((tmp_path / "cache").glob("vocab-*"))  # no vocabulary was built

@@ -1,6 +1,6 @@
 """`transformer-mt` entry point.
 
-Training commands (fit/validate/test/predict) go to LightningCLI; the user commands
+Training commands (fit/validate/test/predict, and prepare) go to LightningCLI; the user commands
 (translate, evaluate, average, export, attention) are plain argparse in one module each, so
 they start fast and never import Lightning. A `UserError` becomes one line on stderr and exit 2.
 """
@@ -16,6 +16,7 @@ from typing import NoReturn
 from transformer_mt.errors import UserError
 
 LIGHTNING_COMMANDS = {
+    "prepare": "build a config's vocabulary and token arrays once, before fit",
     "fit": "train a model (LightningCLI)",
     "validate": "score a checkpoint on the validation set (LightningCLI)",
     "test": "score a checkpoint on the test set (LightningCLI)",
@@ -65,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        if argv and argv[0] == "prepare":
+            from transformer_mt.prepare_cli import run_prepare
+
+            return run_prepare(argv[1:])
         if argv and argv[0] in LIGHTNING_COMMANDS:
             from transformer_mt.train_cli import run_lightning_cli
 

@@ -105,6 +105,7 @@ class TranslationModel(L.LightningModule):
         self.model = Transformer(self.config)
         self.tokenizer: Tokenizer | None = None
         self._val_sums: torch.Tensor | None = None
+        self._step_tokens = torch.zeros(())  # target tokens of the optimizer step so far
         self._val_hyps: list[tuple[int, str]] = []
 
     # ---------------------------------------------------------------- setup and checkpoints
@@ -154,21 +155,50 @@ class TranslationModel(L.LightningModule):
         )
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Return the loss *summed* over the batch's target tokens; the gradient is divided by
+        the step's token count in `on_before_optimizer_step`."""
         loss_sum, nll_sum, n_tokens = self._loss(batch)
-        loss = loss_sum / n_tokens
+        self._step_tokens = self._step_tokens + n_tokens.detach()
         nll = nll_sum.detach() / n_tokens
-        self.log("train/loss", loss.detach(), prog_bar=True)
+        self.log("train/loss", loss_sum.detach() / n_tokens, prog_bar=True)
         self.log("train/nll", nll)
         self.log("train/ppl", torch.exp(nll))
         self.log("train/tokens", n_tokens.float(), reduce_fx="sum")
         self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], prog_bar=True)
-        return loss
+        return loss_sum
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Make the step's gradient the paper's (and fairseq's): the sum of the per-token loss
+        gradients over every micro-batch of the step and every rank, divided by their total
+        token count, not a mean of per-micro-batch means.
+
+        Each micro-batch returned its loss sum; Lightning divided it by
+        accumulate_grad_batches and DDP averaged the gradients over the ranks, so the
+        gradients hold sum / (accumulate x world_size). Lightning calls this hook after the
+        last micro-batch and before gradient clipping and the optimizer.
+        """
+        tokens = self._step_tokens.double()
+        world_size = self.trainer.world_size
+        if world_size > 1 and dist.is_available() and dist.is_initialized():
+            dist.all_reduce(tokens)
+        scale = (self.trainer.accumulate_grad_batches * world_size
+                 / tokens.clamp(min=1.0)).float()
+        for parameter in self.parameters():
+            if parameter.grad is not None:
+                parameter.grad.mul_(scale)
+        self._step_tokens = torch.zeros((), device=self.device)
 
     def configure_optimizers(self):
+        """Adam with the paper's schedule; fused on CPU and CUDA, except where Lightning's
+        mixed-precision plugin refuses gradient clipping with a fused optimizer (it assumes a
+        fused step unscales fp16 gradients itself, even for bf16, which has no scaler)."""
+        trainer = self.trainer
+        clips_mixed = bool(trainer.gradient_clip_val) and "mixed" in str(trainer.precision)
         optimizer, scheduler = make_optimizer(
             self.parameters(), self.config.d_model, self.hparams.warmup_steps,
             self.hparams.lr_factor, tuple(self.hparams.betas), self.hparams.eps,
-            self.hparams.weight_decay, fused=self.device.type in ("cpu", "cuda"),
+            self.hparams.weight_decay,
+            fused=self.device.type in ("cpu", "cuda") and not clips_mixed,
         )
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

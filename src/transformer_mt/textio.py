@@ -11,6 +11,7 @@ import bz2
 import gzip
 import lzma
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from typing import IO
 from transformer_mt.errors import UserError
 
 _OPENERS = {".gz": gzip.open, ".xz": lzma.open, ".bz2": bz2.open}
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")  # control characters but tab
 
 
 def check_readable(path: str | os.PathLike) -> Path:
@@ -55,9 +57,7 @@ def clean_line(raw: bytes, name: str, lineno: int) -> str:
             "convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8)"
         ) from None
     text = text.rstrip("\n").rstrip("\r")
-    if any(ord(ch) < 32 and ch != "\t" or ch == "\x7f" for ch in text):
-        text = "".join(" " if (ord(ch) < 32 and ch != "\t") or ch == "\x7f" else ch for ch in text)
-    return text
+    return _CONTROL.sub(" ", text)  # a regex: a per-character loop costs minutes on WMT
 
 
 def iter_lines(path: str | os.PathLike) -> Iterator[str]:

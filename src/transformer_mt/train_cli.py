@@ -73,34 +73,24 @@ class TransformerMTCLI(LightningCLI):
     def _parse_ckpt_path(self) -> None:
         """Lightning reads `--ckpt_path`'s hyper-parameters here, right after parsing; a
         truncated, corrupt or unsafe file fails in torch.load with a long traceback. Load it
-        our way to raise the one-line error instead."""
+        our way to raise the one-line error instead.
+
+        Before that, `--ckpt_path last` is resolved (Lightning, in a new process, would find
+        nothing and silently start from scratch), and validate/test/predict take the
+        vocabulary from the checkpoint (`data.tokenizer_from`), so they never read the
+        training corpora."""
+        subcommand = self.config.get("subcommand")
+        config = self.config[subcommand] if subcommand else None
+        if config is not None and config.get("ckpt_path") == "last":
+            config["ckpt_path"] = str(_last_checkpoint(config))
+        if config is not None and subcommand in ("validate", "test", "predict") \
+                and config.get("ckpt_path") and not config["data"].get("tokenizer_from"):
+            config["data"]["tokenizer_from"] = config["ckpt_path"]
         try:
             super()._parse_ckpt_path()
         except Exception:
             load_checkpoint_dict(self.config[self.config.subcommand]["ckpt_path"])
             raise
-
-    def _resolve_last(self) -> None:
-        config = self.config_init[self.subcommand]
-        if config.get("ckpt_path") != "last":
-            return
-        candidates = []
-        dirpath = self.trainer.checkpoint_callback.dirpath if self.trainer.checkpoint_callback \
-            else None
-        for name in ("last.ckpt", INTERRUPTED_NAME):
-            if dirpath:
-                candidates.append(Path(dirpath) / name)
-            else:
-                root = Path(self.trainer.default_root_dir)
-                candidates.extend(root.glob(f"lightning_logs/version_*/checkpoints/{name}"))
-        existing = [p for p in candidates if p.is_file()]
-        if not existing:
-            where = dirpath or f"{self.trainer.default_root_dir}/lightning_logs/*/checkpoints"
-            raise UserError(
-                f"--ckpt_path last: no last.ckpt in {where}; give the checkpoint's path, or "
-                "train first"
-            )
-        config["ckpt_path"] = str(max(existing, key=lambda p: p.stat().st_mtime))
 
     def _check_output_folders(self) -> None:
         """Fail now, in one line, if the run's folders cannot be created: Lightning would
@@ -120,12 +110,6 @@ class TransformerMTCLI(LightningCLI):
 
     def before_fit(self) -> None:
         self._check_output_folders()
-        self._resolve_last()
-
-    def before_validate(self) -> None:
-        self._resolve_last()
-
-    before_test = before_predict = before_validate
 
     def predict(self, model: TranslationModel, datamodule: TranslationDataModule,
                 ckpt_path: str | None = None, **kwargs: Any) -> None:
@@ -152,6 +136,26 @@ class TransformerMTCLI(LightningCLI):
             raise UserError(f"trainer: {_one_line(str(exc))}") from None
         trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         return trainer
+
+
+def _last_checkpoint(config: Any) -> Path:
+    """`--ckpt_path last`: the newer of last.ckpt and interrupted.ckpt in the run's checkpoint
+    folder (`checkpoint.dirpath`, else Lightning's default under `trainer.default_root_dir`),
+    or a one-line error when there is none."""
+    dirpath = config["checkpoint"].get("dirpath")
+    root = Path(config["trainer"].get("default_root_dir") or os.getcwd())
+    candidates = []
+    for name in ("last.ckpt", INTERRUPTED_NAME):
+        if dirpath:
+            candidates.append(Path(dirpath) / name)
+        else:
+            candidates.extend(root.glob(f"lightning_logs/version_*/checkpoints/{name}"))
+    existing = [p for p in candidates if p.is_file()]
+    if not existing:
+        where = dirpath or f"{root}/lightning_logs/*/checkpoints"
+        raise UserError(f"--ckpt_path last: no last.ckpt in {where}; give the checkpoint's "
+                        "path, or train first")
+    return max(existing, key=lambda p: p.stat().st_mtime)
 
 
 def run_lightning_cli(argv: list[str]) -> int:

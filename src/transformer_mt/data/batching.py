@@ -2,12 +2,16 @@
 
 Batches are built by token count, not sentence count (paper §5.1: ~25k source + 25k target
 tokens per step): sentences of similar length are grouped so that little compute is spent on
-padding, and the number of padded tokens per batch stays under `max_tokens`.
+padding, and the number of padded tokens per batch stays under `max_tokens`. Batches are built
+from the length arrays alone, with numpy, so a WMT-sized corpus (4.5M pairs) is batched in
+seconds and its token ids stay on disk (`EncodedPairs.open`, a memory map).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,49 +19,120 @@ from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
 from transformer_mt.config import BOS_ID, EOS_ID, PAD_ID
+from transformer_mt.data.encode_worker import concatenate
 from transformer_mt.errors import UserError
+
+# File names of one prepared split (see data/prepare.py): flat token ids and int64 offsets.
+SIDES = ("src", "tgt")
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """uint16 when every id fits (half the disk and page cache of int32), else int32."""
+    return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.int32)
 
 
 class EncodedPairs(Dataset):
-    """Token ids of a parallel corpus in two flat int32 arrays plus offsets.
+    """Token ids of a parallel corpus: per side one flat array of ids plus int64 offsets.
 
-    Millions of sentences as Python lists of ints would take gigabytes; flat arrays take
-    4 bytes a token and are shared copy-on-write with dataloader workers.
+    The arrays are either in memory (`from_lists`, small evaluation sets and tests) or memory
+    maps of a prepared split (`open`), whose pages the operating system shares between all
+    processes and ranks of a machine: a training process then holds only the length arrays,
+    whatever the corpus size. A mapped dataset pickles as its folder, so DataLoader workers
+    (fork or spawn) map the same files instead of receiving a copy.
     """
 
-    def __init__(self, src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]]) -> None:
+    def __init__(self, arrays: dict[str, np.ndarray], folder: Path | None = None) -> None:
+        self._arrays = arrays
+        self.folder = folder
+        if len(arrays["src_offsets"]) != len(arrays["tgt_offsets"]):
+            raise ValueError("source and target must have the same number of sentences")
+
+    @classmethod
+    def from_lists(cls, src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]]
+                   ) -> EncodedPairs:
         if len(src) != len(tgt):
             raise ValueError("source and target must have the same number of sentences")
-        self.src_tokens, self.src_offsets = _flatten(src)
-        self.tgt_tokens, self.tgt_offsets = _flatten(tgt)
+        arrays: dict[str, np.ndarray] = {}
+        for side, seqs in zip(SIDES, (src, tgt), strict=True):
+            arrays[f"{side}_tokens"], arrays[f"{side}_offsets"] = flatten(seqs, np.int32)
+        return cls(arrays)
+
+    @classmethod
+    def open(cls, folder: Path, dtype: np.dtype) -> EncodedPairs:
+        """Map a prepared split read-only (files written by `data.prepare`)."""
+        arrays = {}
+        for side in SIDES:
+            arrays[f"{side}_tokens"] = _map(folder / f"{side}.tokens", dtype)
+            arrays[f"{side}_offsets"] = _map(folder / f"{side}.offsets", np.dtype(np.int64))
+        return cls(arrays, folder)
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self.folder is None:
+            return self.__dict__
+        return {"folder": self.folder, "dtype": self._arrays["src_tokens"].dtype}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "_arrays" in state:
+            self.__dict__.update(state)
+        else:
+            self.__dict__.update(EncodedPairs.open(state["folder"], state["dtype"]).__dict__)
 
     def __len__(self) -> int:
-        return len(self.src_offsets) - 1
+        return len(self._arrays["src_offsets"]) - 1
 
     def __getitem__(self, i: int) -> tuple[int, np.ndarray, np.ndarray]:
+        a = self._arrays
         return (
             i,
-            self.src_tokens[self.src_offsets[i] : self.src_offsets[i + 1]],
-            self.tgt_tokens[self.tgt_offsets[i] : self.tgt_offsets[i + 1]],
+            np.asarray(a["src_tokens"][a["src_offsets"][i] : a["src_offsets"][i + 1]]),
+            np.asarray(a["tgt_tokens"][a["tgt_offsets"][i] : a["tgt_offsets"][i + 1]]),
         )
 
     @property
     def src_lengths(self) -> np.ndarray:
-        """Encoder lengths: subwords + EOS."""
-        return np.diff(self.src_offsets) + 1
+        """Encoder lengths: subwords + EOS (int32, the only per-pair array kept in memory)."""
+        return (np.diff(self._arrays["src_offsets"]) + 1).astype(np.int32)
 
     @property
     def tgt_lengths(self) -> np.ndarray:
         """Decoder lengths: subwords + one (BOS in the input, EOS in the output)."""
-        return np.diff(self.tgt_offsets) + 1
+        return (np.diff(self._arrays["tgt_offsets"]) + 1).astype(np.int32)
 
 
-def _flatten(seqs: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
-    lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+def _map(path: Path, dtype: np.dtype) -> np.ndarray:
+    if path.stat().st_size == 0:  # np.memmap refuses empty files
+        return np.zeros(0, dtype=dtype)
+    return np.memmap(path, dtype=dtype, mode="r")
+
+
+def flatten(seqs: Sequence[Sequence[int]], dtype: np.dtype | type) -> tuple[np.ndarray,
+                                                                            np.ndarray]:
+    """One flat id array and its int64 offsets (len(seqs) + 1) for a list of id lists."""
+    lengths = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
     offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    tokens = np.fromiter((t for s in seqs for t in s), dtype=np.int32, count=int(offsets[-1]))
-    return tokens, offsets
+    return concatenate(seqs, lengths, dtype), offsets
+
+
+def pack(lengths: np.ndarray, order: np.ndarray, max_tokens: int) -> np.ndarray:
+    """Cut `order` greedily into batches whose padded size (longest x count) <= max_tokens.
+
+    Returns the start positions in `order` of each batch plus the end (len(order)), so batch
+    b is ``order[bounds[b]:bounds[b + 1]]``. A pair longer than `max_tokens` on its own gets a
+    batch of its own (callers that must not allow it check first). The loop runs once per
+    batch, not per pair: within a batch the padded size of its first n pairs, running maximum
+    times n, only grows with n, so the cut is a count of products under the budget.
+    """
+    ordered = np.asarray(lengths)[order]
+    bounds = [0]
+    start, total = 0, len(ordered)
+    while start < total:
+        cap = max(1, max_tokens // max(int(ordered[start]), 1))
+        window = np.maximum.accumulate(ordered[start : start + cap])
+        padded = window * np.arange(1, len(window) + 1)
+        start += max(1, int(np.count_nonzero(padded <= max_tokens)))
+        bounds.append(start)
+    return np.asarray(bounds, dtype=np.int64)
 
 
 def _check_fits(src_lengths: np.ndarray, tgt_lengths: np.ndarray, max_tokens: int) -> np.ndarray:
@@ -72,33 +147,50 @@ def _check_fits(src_lengths: np.ndarray, tgt_lengths: np.ndarray, max_tokens: in
     return lengths
 
 
+class Batches:
+    """One epoch's batches as two arrays (the pair order and the batch bounds), not as a list
+    of lists: 4.5M pairs as Python ints would take hundreds of megabytes per process."""
+
+    def __init__(self, order: np.ndarray, bounds: np.ndarray, sequence: np.ndarray) -> None:
+        self.order, self.bounds, self.sequence = order, bounds, sequence
+
+    def __len__(self) -> int:
+        return len(self.sequence)
+
+    def __getitem__(self, b: int) -> list[int]:
+        k = int(self.sequence[b])
+        return self.order[self.bounds[k] : self.bounds[k + 1]].tolist()
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return (self[b] for b in range(len(self)))
+
+
 def make_batches(
     src_lengths: np.ndarray,
     tgt_lengths: np.ndarray,
     max_tokens: int,
     rng: np.random.Generator | None,
-) -> list[list[int]]:
-    """Group indices into batches whose padded size max(len) * n stays <= max_tokens.
+) -> Batches:
+    """Batches whose padded size max(len) * n stays <= max_tokens.
 
     Pairs are sorted by (longer side, source, target) length, ties broken at random when `rng`
-    is given, so batches differ from epoch to epoch while padding stays minimal.
+    is given (else by index), so batches differ from epoch to epoch while padding stays
+    minimal; with `rng` the batch order is shuffled too.
     """
     lengths = _check_fits(src_lengths, tgt_lengths, max_tokens)
-    tie_break = rng.random(len(lengths)) if rng is not None else np.arange(len(lengths))
-    order = np.lexsort((tie_break, tgt_lengths, src_lengths, lengths))
-    batches: list[list[int]] = []
-    batch: list[int] = []
-    batch_max = 0
-    for index in order.tolist():
-        length = int(lengths[index])
-        if batch and max(batch_max, length) * (len(batch) + 1) > max_tokens:
-            batches.append(batch)
-            batch, batch_max = [], 0
-        batch.append(index)
-        batch_max = max(batch_max, length)
-    if batch:
-        batches.append(batch)
-    return batches
+    if int(lengths.max(initial=0)) >= 1 << 16:
+        raise UserError(f"a sentence of {int(lengths.max())} tokens is too long to batch")
+    # One int64 key, (longer side, source, target, random tie-break) 16 bits each, sorts
+    # 4.5M pairs in a fraction of the time np.lexsort takes on four arrays.
+    key = (lengths.astype(np.int64) << 48 | np.asarray(src_lengths, np.int64) << 32
+           | np.asarray(tgt_lengths, np.int64) << 16)
+    if rng is not None:
+        key |= rng.integers(0, 1 << 16, size=len(key), dtype=np.int64)
+    order = np.argsort(key, kind="stable")
+    bounds = pack(lengths, order, max_tokens)
+    n = len(bounds) - 1
+    sequence = rng.permutation(n) if rng is not None else np.arange(n)
+    return Batches(order, bounds, sequence)
 
 
 class TokenBucketBatchSampler(Sampler[list[int]]):
@@ -110,7 +202,7 @@ class TokenBucketBatchSampler(Sampler[list[int]]):
     `skip_batches` resumes an epoch part-way (the checkpoint records how far it got): the next
     iteration leaves out that many batches. `len()` stays the full epoch: Lightning counts the
     resumed epoch's batches from where the checkpoint left off, so a shortened length would
-    end the epoch early.
+    end the epoch early. An epoch's batches are built once and reused by `len()` and `iter()`.
     """
 
     def __init__(
@@ -135,30 +227,29 @@ class TokenBucketBatchSampler(Sampler[list[int]]):
         self.epoch = 0
         self.skip_batches = 0
         _check_fits(self.src_lengths, self.tgt_lengths, max_tokens)  # fail now, not mid-epoch
-        self._fixed = None if shuffle else make_batches(
-            self.src_lengths, self.tgt_lengths, max_tokens, None
-        )
+        self._built: tuple[int, Batches] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         """Called by the training loader at the start of every epoch (Lightning itself calls
         set_epoch on samplers only, not on batch samplers)."""
         self.epoch = epoch
 
-    def _rank_batches(self) -> list[list[int]]:
-        if self._fixed is not None:
-            batches = self._fixed
-        else:
-            rng = np.random.default_rng([self.seed, self.epoch])
+    def _rank_batches(self) -> Batches:
+        epoch = self.epoch if self.shuffle else 0
+        if self._built is None or self._built[0] != epoch:
+            rng = np.random.default_rng([self.seed, epoch]) if self.shuffle else None
             batches = make_batches(self.src_lengths, self.tgt_lengths, self.max_tokens, rng)
-            batches = [batches[i] for i in rng.permutation(len(batches))]
-        if self.drop_uneven:
-            batches = batches[: len(batches) - len(batches) % self.num_replicas]
-        return batches[self.rank :: self.num_replicas]
+            sequence = batches.sequence
+            if self.drop_uneven:
+                sequence = sequence[: len(sequence) - len(sequence) % self.num_replicas]
+            batches.sequence = sequence[self.rank :: self.num_replicas]
+            self._built = (epoch, batches)
+        return self._built[1]
 
     def __iter__(self) -> Iterator[list[int]]:
         batches = self._rank_batches()
         skip, self.skip_batches = self.skip_batches, 0
-        yield from batches[skip:]
+        return (batches[b] for b in range(skip, len(batches)))
 
     def __len__(self) -> int:
         return len(self._rank_batches())

@@ -7,24 +7,33 @@ A corpus is named by one string so that it fits in a YAML list:
 - ``pairs.jsonl``: one ``{"translation": {"en": ..., "de": ...}}`` object per line (the layout of
   the Hugging Face translation datasets; flat ``{"en": ..., "de": ...}`` works too);
 - ``hf:NAME:CONFIG:SPLIT`` or ``hf:NAME:SPLIT``:
-  ``datasets.load_dataset(NAME, CONFIG, split=SPLIT)``, e.g. ``hf:wmt14:de-en:train``;
+  ``datasets.load_dataset(NAME, CONFIG, split=SPLIT)``, e.g. ``hf:wmt/wmt14:de-en:train``;
   NAME may be a local dataset folder.
 Relative file paths are resolved against the data directory.
+
+Every reader streams pairs (`iter_pairs`): a WMT-sized corpus (4.5M pairs, ~1.3 GB of text) is
+never held as Python lists; `read_corpus` collects one into lists for small evaluation sets.
+`fingerprint` identifies a corpus cheaply (paths, sizes, modification times; the `datasets`
+fingerprint), so a prepared cache can be found without reading the corpus again.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
 from transformer_mt.errors import UserError
-from transformer_mt.textio import check_same_length, read_lines
+from transformer_mt.textio import check_readable, iter_lines
 
 DATA_ENV = "TRANSFORMER_MT_DATA"
 DEFAULT_SHARED_DATA = "../shared/data"
+
+Pair = tuple[str, str]
 
 
 @dataclass
@@ -36,10 +45,6 @@ class ParallelText:
 
     def __len__(self) -> int:
         return len(self.src)
-
-    def extend(self, other: ParallelText) -> None:
-        self.src.extend(other.src)
-        self.tgt.extend(other.tgt)
 
 
 def default_data_dir() -> Path:
@@ -59,7 +64,7 @@ def _compression_stripped(name: str) -> str:
     return name
 
 
-def _pair_from_record(record: dict[str, Any], src_lang: str, tgt_lang: str, where: str):
+def _pair_from_record(record: dict[str, Any], src_lang: str, tgt_lang: str, where: str) -> Pair:
     pair = record.get("translation", record)
     if not isinstance(pair, dict) or src_lang not in pair or tgt_lang not in pair:
         raise UserError(
@@ -68,87 +73,142 @@ def _pair_from_record(record: dict[str, Any], src_lang: str, tgt_lang: str, wher
     return str(pair[src_lang]), str(pair[tgt_lang])
 
 
-def read_text_pair(pattern: str, src_lang: str, tgt_lang: str, data_dir: Path) -> ParallelText:
+def _hf_parts(spec: str) -> tuple[str, str | None, str]:
+    parts = spec[len("hf:"):].split(":")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise UserError(f"{spec}: expected hf:NAME:CONFIG:SPLIT or hf:NAME:SPLIT")
+    return (parts[0], None, parts[1]) if len(parts) == 2 else (parts[0], parts[1], parts[2])
+
+
+def load_hf_dataset(spec: str) -> Any:
+    """`hf:NAME[:CONFIG]:SPLIT` via `datasets.load_dataset` (the hub, its cache, or a folder).
+
+    The result is an Arrow-backed, memory-mapped table: rows are read in batches from it, never
+    copied into Python lists as a whole.
+    """
+    name, config, split = _hf_parts(spec)
+    import datasets  # heavy: only when a Hugging Face corpus is used
+
+    try:
+        return datasets.load_dataset(name, config, split=split)
+    except Exception as exc:  # the hub, the network and the cache all fail differently
+        raise UserError(
+            f"{spec}: could not load with datasets.load_dataset ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:200] if str(exc) else ''})"
+        ) from None
+
+
+def _iter_hf(spec: str, src_lang: str, tgt_lang: str, batch_size: int = 10_000
+             ) -> Iterator[Pair]:
+    dataset = load_hf_dataset(spec)
+    if "translation" not in dataset.column_names:
+        dataset = dataset.select_columns([c for c in (src_lang, tgt_lang)
+                                          if c in dataset.column_names])
+    row = 0
+    for batch in dataset.iter(batch_size=batch_size):
+        records = batch.get("translation") or [dict(zip(batch, values, strict=True))
+                                               for values in zip(*batch.values(), strict=True)]
+        for record in records:
+            yield _pair_from_record(record, src_lang, tgt_lang, f"{spec}: row {row}")
+            row += 1
+
+
+def _iter_text_pair(pattern: str, src_lang: str, tgt_lang: str, data_dir: Path
+                    ) -> Iterator[Pair]:
     src_path = _resolve(pattern.replace("{lang}", src_lang), data_dir)
     tgt_path = _resolve(pattern.replace("{lang}", tgt_lang), data_dir)
-    src, tgt = read_lines(src_path), read_lines(tgt_path)
-    check_same_length(src, tgt, str(src_path), str(tgt_path))
-    return ParallelText(src, tgt)
+    check_readable(tgt_path)  # fail before reading a whole source file
+    for src, tgt in zip_longest(iter_lines(src_path), iter_lines(tgt_path)):
+        if src is None or tgt is None:  # one file ended first: count both for the message
+            raise UserError(
+                f"line counts differ: {src_path} has {_count_lines(src_path)} lines, "
+                f"{tgt_path} has {_count_lines(tgt_path)}; the files must be parallel, "
+                "line by line"
+            )
+        yield src, tgt
 
 
-def read_tsv(path: Path) -> ParallelText:
-    src, tgt = [], []
-    for lineno, line in enumerate(read_lines(path), start=1):
+def _count_lines(path: Path) -> int:
+    return sum(1 for _ in iter_lines(path))
+
+
+def _iter_tsv(path: Path) -> Iterator[Pair]:
+    for lineno, line in enumerate(iter_lines(path), start=1):
         fields = line.split("\t")
         if len(fields) != 2:
             raise UserError(
                 f"{path}: line {lineno}: expected 2 tab-separated fields, found {len(fields)}"
             )
-        src.append(fields[0])
-        tgt.append(fields[1])
-    return ParallelText(src, tgt)
+        yield fields[0], fields[1]
 
 
-def read_jsonl(path: Path, src_lang: str, tgt_lang: str) -> ParallelText:
-    src, tgt = [], []
-    for lineno, line in enumerate(read_lines(path), start=1):
+def _iter_jsonl(path: Path, src_lang: str, tgt_lang: str) -> Iterator[Pair]:
+    for lineno, line in enumerate(iter_lines(path), start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise UserError(f"{path}: line {lineno}: invalid JSON ({exc.msg})") from None
-        s, t = _pair_from_record(record, src_lang, tgt_lang, f"{path}: line {lineno}")
-        src.append(s)
-        tgt.append(t)
-    return ParallelText(src, tgt)
+        yield _pair_from_record(record, src_lang, tgt_lang, f"{path}: line {lineno}")
 
 
-def read_hf_dataset(spec: str, src_lang: str, tgt_lang: str) -> ParallelText:
-    """`hf:NAME[:CONFIG]:SPLIT` via `datasets.load_dataset` (the hub, its cache, or a folder)."""
-    parts = spec[len("hf:"):].split(":")
-    if len(parts) not in (2, 3) or not all(parts):
-        raise UserError(f"{spec}: expected hf:NAME:CONFIG:SPLIT or hf:NAME:SPLIT")
-    name, config, split = (parts[0], None, parts[1]) if len(parts) == 2 else parts
-    import datasets  # heavy: only when a Hugging Face corpus is used
-
-    try:
-        dataset = datasets.load_dataset(name, config, split=split)
-    except Exception as exc:  # the hub, the network and the cache all fail differently
-        raise UserError(
-            f"{spec}: could not load with datasets.load_dataset ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:200] if str(exc) else ''})"
-        ) from None
-    src, tgt = [], []
-    for i, record in enumerate(dataset):
-        s, t = _pair_from_record(record, src_lang, tgt_lang, f"{spec}: row {i}")
-        src.append(s)
-        tgt.append(t)
-    return ParallelText(src, tgt)
-
-
-def read_corpus(spec: str, src_lang: str, tgt_lang: str, data_dir: Path) -> ParallelText:
-    """Read one corpus named by `spec` (see the module docstring for the forms)."""
-    if spec.startswith("hf:"):
-        return read_hf_dataset(spec, src_lang, tgt_lang)
+def _files(spec: str, src_lang: str, tgt_lang: str, data_dir: Path) -> list[Path]:
+    """The files a (non-`hf:`) corpus spec reads; a UserError for an unknown form."""
     if "{lang}" in spec:
-        return read_text_pair(spec, src_lang, tgt_lang, data_dir)
+        return [_resolve(spec.replace("{lang}", lang), data_dir) for lang in (src_lang, tgt_lang)]
     name = _compression_stripped(spec)
-    if name.endswith(".tsv"):
-        return read_tsv(_resolve(spec, data_dir))
-    if name.endswith((".jsonl", ".json")):
-        return read_jsonl(_resolve(spec, data_dir), src_lang, tgt_lang)
+    if name.endswith((".tsv", ".jsonl", ".json")):
+        return [_resolve(spec, data_dir)]
     raise UserError(
         f"{spec}: unknown corpus form; use 'path.{{lang}}', a .tsv or .jsonl file, "
         "or hf:NAME:CONFIG:SPLIT"
     )
 
 
-def read_corpora(
-    specs: list[str], src_lang: str, tgt_lang: str, data_dir: Path
-) -> ParallelText:
-    """Concatenate several corpora (e.g. Europarl + Common Crawl + News Commentary)."""
+def iter_pairs(spec: str, src_lang: str, tgt_lang: str, data_dir: Path) -> Iterator[Pair]:
+    """Stream the (source, target) pairs of one corpus named by `spec` (see the module
+    docstring for the forms)."""
+    if spec.startswith("hf:"):
+        return _iter_hf(spec, src_lang, tgt_lang)
+    files = _files(spec, src_lang, tgt_lang, data_dir)
+    if "{lang}" in spec:
+        return _iter_text_pair(spec, src_lang, tgt_lang, data_dir)
+    if _compression_stripped(spec).endswith(".tsv"):
+        return _iter_tsv(files[0])
+    return _iter_jsonl(files[0], src_lang, tgt_lang)
+
+
+def fingerprint(spec: str, src_lang: str, tgt_lang: str, data_dir: Path) -> dict[str, Any]:
+    """What identifies a corpus without reading it: resolved paths with size and modification
+    time, or for `hf:` the dataset's own fingerprint (which changes with its files)."""
+    if spec.startswith("hf:"):
+        dataset = load_hf_dataset(spec)
+        return {"spec": spec, "langs": [src_lang, tgt_lang],
+                "hf_fingerprint": dataset._fingerprint, "rows": len(dataset)}
+    files = []
+    for path in _files(spec, src_lang, tgt_lang, data_dir):
+        stat = check_readable(path).stat()
+        files.append({"path": str(path.resolve()), "size": stat.st_size,
+                      "mtime_ns": stat.st_mtime_ns})
+    return {"spec": spec, "langs": [src_lang, tgt_lang], "files": files}
+
+
+def read_corpus(spec: str, src_lang: str, tgt_lang: str, data_dir: Path) -> ParallelText:
+    """Read one (small) corpus into lists: evaluation sets and their references."""
+    text = ParallelText([], [])
+    for src, tgt in iter_pairs(spec, src_lang, tgt_lang, data_dir):
+        text.src.append(src)
+        text.tgt.append(tgt)
+    return text
+
+
+def read_corpora(specs: list[str], src_lang: str, tgt_lang: str, data_dir: Path
+                 ) -> ParallelText:
+    """Concatenate several small corpora into lists (evaluation sets)."""
     text = ParallelText([], [])
     for spec in specs:
-        text.extend(read_corpus(spec, src_lang, tgt_lang, data_dir))
+        part = read_corpus(spec, src_lang, tgt_lang, data_dir)
+        text.src.extend(part.src)
+        text.tgt.extend(part.tgt)
     return text

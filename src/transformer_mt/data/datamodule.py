@@ -1,8 +1,9 @@
-"""The LightningDataModule: read corpora, build the joint vocabulary, batch by tokens."""
+"""The LightningDataModule: prepared (memory-mapped) corpora, the joint vocabulary, token
+batches."""
 
 from __future__ import annotations
 
-import logging
+import hashlib
 from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
@@ -10,15 +11,16 @@ from typing import Any
 
 import lightning as L
 import torch
+import torch.distributed as dist
 from torch.utils.data import DataLoader
 
+from transformer_mt.checkpoint import META_KEY, load_checkpoint_dict
 from transformer_mt.data.batching import EncodedPairs, TokenBucketBatchSampler, collate
-from transformer_mt.data.corpus import ParallelText, default_data_dir, read_corpora
-from transformer_mt.data.tokenizer import Tokenizer, train_tokenizer
+from transformer_mt.data.corpus import default_data_dir, read_corpora
+from transformer_mt.data.prepare import VocabOptions, prepare_split, prepare_vocabulary
+from transformer_mt.data.tokenizer import Tokenizer
 from transformer_mt.errors import UserError
 from transformer_mt.textio import read_lines
-
-log = logging.getLogger(__name__)
 
 
 class ResumableLoader(DataLoader):
@@ -65,6 +67,11 @@ class ResumableLoader(DataLoader):
 class TranslationDataModule(L.LightningDataModule):
     """Parallel data for one language pair.
 
+    The training corpora are prepared once per machine (`data.prepare`: a joint vocabulary
+    and memory-mapped token arrays in `cache_dir`); every run and rank then maps them.
+    `transformer-mt prepare --config CONFIG` does it ahead of time; otherwise the first
+    process that needs it does, and the others wait for it.
+
     Args:
         train: training corpora (see `transformer_mt.data.corpus` for the accepted forms).
         valid: validation corpora (loss, perplexity and BLEU during training).
@@ -77,13 +84,19 @@ class TranslationDataModule(L.LightningDataModule):
             ../shared/data.
         vocab_size: size of the joint sentencepiece vocabulary.
         spm_model_type: ``unigram`` or ``bpe``.
-        spm_cache_dir: where trained sentencepiece models are cached (by content hash).
+        spm_sample_sentences: the vocabulary is trained on a random sample of at most this
+            many training lines (both languages pooled).
+        cache_dir: where prepared data (vocabularies, token arrays) is kept, keyed by the
+            corpora and options; share it between runs (and nodes, if on a shared file system).
+        tokenizer_from: take the vocabulary from this checkpoint instead of building it from
+            `train` (set automatically by validate/test/predict with --ckpt_path, which then
+            never read the training data).
         max_tokens: padded tokens per training batch (source or target side, the larger).
         eval_max_tokens: padded tokens per validation/test batch (default: max_tokens).
         max_len: training pairs with more subwords than this on either side are dropped
             (and counted in the log); validation and test pairs are never dropped.
         num_workers: DataLoader worker processes.
-        seed: seed of the per-epoch batch shuffling.
+        seed: seed of the per-epoch batch shuffling and of the vocabulary sample.
     """
 
     def __init__(
@@ -98,7 +111,9 @@ class TranslationDataModule(L.LightningDataModule):
         data_dir: str | None = None,
         vocab_size: int = 8000,
         spm_model_type: str = "unigram",
-        spm_cache_dir: str = ".cache/transformer-mt",
+        spm_sample_sentences: int = 2_000_000,
+        cache_dir: str = ".cache/transformer-mt",
+        tokenizer_from: str | None = None,
         max_tokens: int = 4096,
         eval_max_tokens: int | None = None,
         max_len: int = 256,
@@ -109,67 +124,68 @@ class TranslationDataModule(L.LightningDataModule):
         if spm_model_type not in ("unigram", "bpe"):
             raise UserError(f"data.spm_model_type={spm_model_type!r}: use 'unigram' or 'bpe'")
         for name, value in (("vocab_size", vocab_size), ("max_tokens", max_tokens),
-                            ("max_len", max_len)):
+                            ("max_len", max_len), ("spm_sample_sentences", spm_sample_sentences)):
             if value < 1:
                 raise UserError(f"data.{name}={value}: must be a positive integer")
         self.save_hyperparameters()
         self.data_dir = Path(data_dir) if data_dir else default_data_dir()
+        self.cache_dir = Path(cache_dir)
         self.datasets: dict[str, EncodedPairs] = {}
         self.references: dict[str, list[str]] = {}
         self.sources: dict[str, list[str]] = {}
         self.train_sampler: TokenBucketBatchSampler | None = None
 
-    def _read(self, specs: list[str]) -> ParallelText:
-        return read_corpora(specs, self.hparams.src_lang, self.hparams.tgt_lang, self.data_dir)
-
-    @cached_property
-    def _train_text(self) -> ParallelText:
-        return self._read(self.hparams.train)
-
     @cached_property
     def tokenizer(self) -> Tokenizer:
-        """The joint vocabulary, trained on both sides of the training data (cached)."""
-        text = self._train_text
-        return train_tokenizer(
-            (line for side in (text.src, text.tgt) for line in side),
-            vocab_size=self.hparams.vocab_size,
-            cache_dir=self.hparams.spm_cache_dir,
-            model_type=self.hparams.spm_model_type,
-        )
+        """The joint vocabulary: from `tokenizer_from`'s checkpoint, else prepared (once per
+        machine, cached) from the training corpora."""
+        hp = self.hparams
+        if hp.tokenizer_from:
+            meta = load_checkpoint_dict(hp.tokenizer_from)[META_KEY]
+            return Tokenizer(bytes(meta["sentencepiece"]))
+        options = VocabOptions(hp.vocab_size, hp.spm_model_type,
+                               sample_sentences=hp.spm_sample_sentences, seed=hp.seed)
+        return prepare_vocabulary(list(hp.train), hp.src_lang, hp.tgt_lang, self.data_dir,
+                                  self.cache_dir, options)
 
     @property
     def vocab_size(self) -> int:
         """Linked to the model's `vocab_size` by the CLI."""
         return self.tokenizer.vocab_size
 
-    def _encode(self, text: ParallelText, filter_long: bool, name: str) -> EncodedPairs:
-        src = self.tokenizer.encode(text.src)
-        tgt = self.tokenizer.encode(text.tgt)
-        if filter_long:
-            limit = self.hparams.max_len
-            keep = [i for i, (s, t) in enumerate(zip(src, tgt, strict=True))
-                    if 0 < len(s) <= limit and 0 < len(t) <= limit]
-            dropped = len(src) - len(keep)
-            if dropped:
-                log.warning("%s: dropped %d of %d pairs (empty side or over max_len=%d "
-                            "subwords)", name, dropped, len(src), limit)
-            src, tgt = [src[i] for i in keep], [tgt[i] for i in keep]
-            if not keep:
-                raise UserError(f"{name}: no training pairs left after filtering")
-        return EncodedPairs(src, tgt)
+    def split(self, split: str) -> EncodedPairs:
+        """A split's memory-mapped token arrays (prepared first if needed)."""
+        if split not in self.datasets:
+            hp = self.hparams
+            specs = {"train": hp.train, "valid": hp.valid, "test": hp.test}[split]
+            if not specs:
+                raise UserError(f"data.{split} is empty: give at least one corpus")
+            self.datasets[split] = prepare_split(
+                split, list(specs), hp.src_lang, hp.tgt_lang, self.data_dir, self.cache_dir,
+                self.tokenizer, hp.max_len if split == "train" else None)
+        return self.datasets[split]
+
+    def prepare_data(self) -> None:
+        """Lightning calls this once per machine (or node) before `setup`: build what this
+        stage maps (validate/test never touch the training data). Other processes of the
+        machine wait on the cache's lock meanwhile."""
+        stage = self.trainer.state.fn.value if self.trainer and self.trainer.state.fn else "fit"
+        for split in {"fit": ("train", "valid"), "validate": ("valid",),
+                      "test": ("test",)}.get(stage, ()):
+            if getattr(self.hparams, split):
+                self.split(split)
 
     def setup(self, stage: str) -> None:
-        if stage == "fit" and "train" not in self.datasets:
-            self.datasets["train"] = self._encode(self._train_text, True, "train")
-            del self._train_text  # the raw text is no longer needed
+        if stage == "fit":
+            self.split("train")
+            _check_same_vocabulary(self.tokenizer)
         eval_sets = {"fit": ["valid"], "validate": ["valid"], "test": ["test"]}.get(stage, [])
         for split in eval_sets:
-            specs = self.hparams.valid if split == "valid" else self.hparams.test
-            if not specs:
-                raise UserError(f"data.{split} is empty: give at least one corpus for {stage}")
-            if split not in self.datasets:
-                text = self._read(specs)
-                self.datasets[split] = self._encode(text, False, split)
+            self.split(split)
+            if split not in self.references:
+                specs = self.hparams.valid if split == "valid" else self.hparams.test
+                text = read_corpora(list(specs), self.hparams.src_lang, self.hparams.tgt_lang,
+                                    self.data_dir)
                 self.sources[split], self.references[split] = text.src, text.tgt
 
         if stage == "predict":
@@ -221,3 +237,24 @@ class TranslationDataModule(L.LightningDataModule):
         chunk by tokens, so the output keeps the input's order and line count."""
         return DataLoader(self.sources["predict"], batch_size=256, shuffle=False,
                           collate_fn=list)
+
+
+def _check_same_vocabulary(tokenizer: Tokenizer) -> None:
+    """Under DDP, fail loudly if ranks built different vocabularies.
+
+    One machine's ranks share one cache folder, so they agree; nodes without a shared file
+    system each prepare their own, and sentencepiece trained with several threads is not
+    bit-reproducible, so their models could differ and the ranks would silently train on
+    different token ids.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    digest = hashlib.sha256(tokenizer.model_proto).hexdigest()
+    digests: list[str | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(digests, digest)
+    if len(set(digests)) > 1:
+        raise UserError(
+            "the ranks built different sentencepiece vocabularies (nodes without a shared "
+            "data.cache_dir): run `transformer-mt prepare` once and copy data.cache_dir to "
+            "every node, or put it on a shared file system"
+        )

@@ -61,39 +61,58 @@ def train_tokenizer(
     """Train a joint model on `texts` (both languages), or reuse the cached one.
 
     The cache key hashes the training text and every option, so a changed corpus or vocabulary
-    size never silently reuses a stale model, and reruns (and DDP ranks) share one model.
+    size never silently reuses a stale model. For small in-memory texts (tests, tools); a
+    training corpus goes through `data.prepare`, which trains on a bounded sample.
     """
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     digest.update(repr((vocab_size, model_type, character_coverage, max_sentences)).encode())
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".txt", delete=False) as tmp:
-        for text in texts:
-            text = text.strip()
-            if text:
-                tmp.write(text + "\n")
-                digest.update(text.encode("utf-8") + b"\n")
-    model_path = cache / f"spm-{digest.hexdigest()[:16]}.model"
-    try:
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        sample = Path(tmp) / "text.txt"
+        with open(sample, "w", encoding="utf-8") as handle:
+            for text in texts:
+                text = text.strip()
+                if text:
+                    handle.write(text + "\n")
+                    digest.update(text.encode("utf-8") + b"\n")
+        model_path = cache / f"spm-{digest.hexdigest()[:16]}.model"
         if not model_path.exists():
-            prefix = Path(tempfile.mkdtemp(dir=cache)) / "spm"
-            _train(
-                input=tmp.name,
-                model_prefix=str(prefix),
-                vocab_size=vocab_size,
-                model_type=model_type,
-                character_coverage=character_coverage,
-                byte_fallback=True,
-                pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
-                input_sentence_size=max_sentences,
-                shuffle_input_sentence=True,
-                num_threads=1,  # deterministic: the same text gives the same model
-                minloglevel=2,
-            )
-            os.replace(f"{prefix}.model", model_path)  # atomic: concurrent ranks never see half
-    finally:
-        os.unlink(tmp.name)
+            train_sentencepiece(sample, model_path, vocab_size, model_type,
+                                character_coverage, max_sentences)
     return Tokenizer.from_file(model_path)
+
+
+def train_sentencepiece(
+    text_file: Path,
+    model_path: Path,
+    vocab_size: int,
+    model_type: str,
+    character_coverage: float,
+    max_sentences: int,
+    num_threads: int = 1,
+) -> None:
+    """Train sentencepiece on a one-sentence-per-line file; write `model_path` atomically.
+
+    The training files go to a temporary folder beside `model_path` that is always removed.
+    With num_threads=1 the same text gives the same model; `data.prepare` passes all cores.
+    """
+    with tempfile.TemporaryDirectory(dir=model_path.parent) as tmp:
+        prefix = Path(tmp) / "spm"
+        _train(
+            input=str(text_file),
+            model_prefix=str(prefix),
+            vocab_size=vocab_size,
+            model_type=model_type,
+            character_coverage=character_coverage,
+            byte_fallback=True,
+            pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
+            input_sentence_size=max_sentences,
+            shuffle_input_sentence=True,
+            num_threads=num_threads,
+            minloglevel=2,
+        )
+        os.replace(f"{prefix}.model", model_path)  # atomic: concurrent readers never see half
 
 
 def _train(**options) -> None:
