@@ -12,8 +12,23 @@ import sys
 
 from transformer_mt.errors import UserError
 from transformer_mt.export import require_extra
-from transformer_mt.model.cpu_gemm import CPU_GEMMS
-from transformer_mt.model.quantize import QUANTIZATIONS
+from transformer_mt.translate import add_model_arguments
+
+# group -> option -> (type, default, metavar, help); every value must be > 0 (the wait >= 0)
+LIMITS = {
+    "batching": {
+        "--batch-tokens": (int, 4096, "N", "source-token budget of one batch across requests"),
+        "--max-wait-ms": (float, 10.0, "MS", "how long the oldest waiting text may wait for "
+                          "others to join its batch"),
+    },
+    "limits": {
+        "--max-chars": (int, 2000, "N", "longest text accepted, in characters (413 beyond)"),
+        "--max-texts": (int, 64, "N", "most texts in one request (413 beyond)"),
+        "--queue-size": (int, 256, "N", "most requests waiting for the model (503 + "
+                         "Retry-After beyond)"),
+        "--timeout": (float, 30.0, "S", "seconds a request may take (504 beyond)"),
+    },
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,31 +42,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, metavar="CKPT", help="model checkpoint")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (0.0.0.0 = every interface)")
-    parser.add_argument("--port", type=int, default=8080, help="TCP port (0 = any free port)")
-    batching = parser.add_argument_group("batching")
-    batching.add_argument("--batch-tokens", type=int, default=4096, metavar="N",
-                          help="source-token budget of one batch across requests")
-    batching.add_argument("--max-wait-ms", type=float, default=10.0, metavar="MS",
-                          help="how long the first waiting text may wait for others to "
-                          "join its batch")
-    batching.add_argument("--no-batching", action="store_true",
-                          help="one request at a time (for comparison)")
-    limits = parser.add_argument_group("limits")
-    limits.add_argument("--max-chars", type=int, default=2000, metavar="N",
-                        help="longest text accepted, in characters (413 beyond)")
-    limits.add_argument("--max-texts", type=int, default=64, metavar="N",
-                        help="most texts in one request (413 beyond)")
-    limits.add_argument("--queue-size", type=int, default=256, metavar="N",
-                        help="most requests waiting for the model (503 + Retry-After beyond)")
-    limits.add_argument("--timeout", type=float, default=30.0, metavar="S",
-                        help="seconds a request may take (504 beyond)")
+    parser.add_argument("--port", type=int, default=8080, help="TCP port")
+    for group_name, options in LIMITS.items():
+        group = parser.add_argument_group(group_name)
+        for option, (kind, default, metavar, help_text) in options.items():
+            group.add_argument(option, type=kind, default=default, metavar=metavar,
+                               help=help_text)
+        if group_name == "batching":
+            group.add_argument("--no-batching", action="store_true",
+                               help="one request at a time (for comparison)")
     run_group = parser.add_argument_group("execution")
-    run_group.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                           help="auto = cuda when available")
-    run_group.add_argument("--quantize", choices=QUANTIZATIONS, default=None,
-                           help="CPU only: int8 linear layers, faster")
-    run_group.add_argument("--cpu-gemm", choices=CPU_GEMMS, default="auto",
-                           help="float32 CPU matrix products (see translate --help)")
+    add_model_arguments(run_group)
     run_group.add_argument("--log-level", default="warning",
                            choices=["critical", "error", "warning", "info", "debug"],
                            help="uvicorn's log level (info logs every request)")
@@ -59,13 +60,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGTERM / SIGINT; 0 after a clean drain."""
-    for name in ("batch_tokens", "max_chars", "max_texts", "queue_size"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.max_wait_ms < 0 or not args.timeout > 0:
-        raise UserError("--max-wait-ms must be >= 0 and --timeout > 0")
-    if not 0 <= args.port < 65536:
-        raise UserError(f"--port must be in 0..65535, got {args.port}")
+    for options in LIMITS.values():
+        for option in options:
+            value = getattr(args, option[2:].replace("-", "_"))
+            if value < 0 or (value == 0 and option != "--max-wait-ms"):
+                least = ">= 0" if option == "--max-wait-ms" else "> 0"
+                raise UserError(f"{option} must be {least}, got {value}")
+    if not 0 < args.port < 65536:
+        raise UserError(f"--port must be in 1..65535, got {args.port}")
     require_extra("fastapi", "serve")
     require_extra("uvicorn", "serve")
     from transformer_mt.server import ServerSettings, serve_forever

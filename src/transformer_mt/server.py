@@ -26,16 +26,16 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
-from typing import Any
+from typing import Any, get_type_hints
 
 import torch
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, create_model
 from starlette.exceptions import HTTPException
 
 from transformer_mt.decoding import Hypothesis, SearchOptions
@@ -216,21 +216,13 @@ class Batcher:
             start += len(job.texts)
 
 
-class V1Request(BaseModel):
-    """Body of POST /v1/translate: the texts and every search option of `translate`."""
-
-    model_config = ConfigDict(extra="forbid")
-    text: str | list[str]
-    beam_size: int = 4
-    length_penalty: float = 0.6
-    max_len_a: float = 1.0
-    max_len_b: int = 50
-    nbest: int = 1
-    sampling: bool = False
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    seed: int | None = None
+# Body of POST /v1/translate: the texts, every search option of `translate` (the fields of
+# SearchOptions, so the two never drift apart) and a sampling seed.
+V1Request = create_model(
+    "V1Request", __config__=ConfigDict(extra="forbid"), text=(str | list[str], ...),
+    seed=(int | None, None),
+    **{f.name: (get_type_hints(SearchOptions)[f.name], f.default) for f in fields(SearchOptions)},
+)
 
 
 class AttentionRequest(BaseModel):
@@ -396,7 +388,7 @@ def create_app(batcher: Batcher) -> FastAPI:
         return JSONResponse(answer)
 
     @app.post("/v1/translate")
-    async def v1_translate(req: V1Request) -> dict[str, Any]:
+    async def v1_translate(req: V1Request) -> dict[str, Any]:  # type: ignore[valid-type]
         started = time.perf_counter()
         texts = [req.text] if isinstance(req.text, str) else req.text
         options = SearchOptions(**req.model_dump(exclude={"text", "seed"}))

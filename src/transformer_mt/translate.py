@@ -64,20 +64,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_group = parser.add_argument_group("execution")
     run_group.add_argument("--batch-tokens", type=int, default=4096, metavar="N",
                            help="max padded source tokens per batch")
-    run_group.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                           help="auto = cuda when available")
+    add_model_arguments(run_group)
     run_group.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                            help="bf16 autocast (CUDA only; ignored with a warning on CPU)")
-    run_group.add_argument("--quantize", choices=QUANTIZATIONS, default=None,
-                           help="CPU only: int8 weights for every linear layer (dynamic "
-                           "quantization), faster; translations may change slightly")
-    run_group.add_argument("--cpu-gemm", choices=CPU_GEMMS, default="auto",
-                           help="float32 CPU matrix products: auto = oneDNN on non-Intel CPUs "
-                           "(MKL is slow there), torch's default (MKL) on Intel")
     run_group.add_argument("--stream", action="store_true",
                            help="translate and write each line as soon as it is read (for "
                            "pipes; an --output file still appears only when complete)")
     run_group.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_model_arguments(group: argparse._ActionsContainer) -> None:
+    """--device, --quantize and --cpu-gemm: how `Translator.from_checkpoint` sets the model
+    up, for every command that translates with it (translate, serve)."""
+    group.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                       help="auto = cuda when available")
+    group.add_argument("--quantize", choices=QUANTIZATIONS, default=None,
+                       help="CPU only: int8 weights for every linear layer (dynamic "
+                       "quantization), faster; translations may change slightly")
+    group.add_argument("--cpu-gemm", choices=CPU_GEMMS, default="auto",
+                       help="float32 CPU matrix products: auto = oneDNN on non-Intel CPUs "
+                       "(MKL is slow there), torch's default (MKL) on Intel")
 
 
 def cli_name(field: str) -> str:
