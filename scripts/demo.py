@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", default="runs/demo", help="where checkpoints and outputs go")
     parser.add_argument("--steps", type=int, default=None,
                         help="training steps (default: configs/demo.yaml's max_steps)")
-    parser.add_argument("--average", type=int, default=3, help="checkpoints to average")
+    parser.add_argument("--average", type=int, default=2, help="checkpoints to average")
     parser.add_argument("--samples", type=int, default=8, help="translations to print")
     parser.add_argument("--test-lines", type=int, default=None,
                         help="translate only the first N test sentences (default: all)")
