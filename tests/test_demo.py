@@ -12,10 +12,12 @@ import pytest
 
 from tests.conftest import REPO
 
-# `make demo` at DEMO_STEPS steps reaches BLEU 4.6 on these test sentences (measured
-# 2026-11-29); the floor leaves room for run-to-run noise of a CPU build, and a broken
-# pipeline (or a model that learnt nothing) scores below 1.
-DEMO_STEPS, DEMO_TEST_LINES, BLEU_FLOOR = 300, 200, 3.0
+# This test's run (DEMO_STEPS steps, average of steps 225 and 300, beam 4, the first 200 test
+# sentences) scored BLEU 24.43 on 2026-11-29; the same run's model scored validation BLEU 7.1
+# (greedy) at step 150 and 2.2 at step 75. The floor, half of 24.43, leaves room for another
+# CPU's rounding and run-to-run noise, while a broken pipeline or a model that learnt half as
+# much stays below it.
+DEMO_STEPS, DEMO_TEST_LINES, BLEU_FLOOR = 300, 200, 12.0
 
 
 def load_script(name: str) -> ModuleType:
@@ -66,7 +68,10 @@ def test_demo_pipeline_reaches_its_bleu_floor(tmp_path: Path, capsys: pytest.Cap
     assert len(hypotheses) == DEMO_TEST_LINES + 1 and hypotheses[-1] == ""
     assert (run_dir / "averaged.ckpt").is_file()
     bleu = re.search(r"^BLEU = (\d+\.\d+) ", out, re.MULTILINE)
-    assert bleu and float(bleu.group(1)) >= BLEU_FLOOR, out[-3000:]
+    assert bleu, out[-3000:]
+    with capsys.disabled():  # shown with pytest -s, to re-measure the floor
+        print(f"\ndemo BLEU after {DEMO_STEPS} steps: {bleu.group(1)}")
+    assert float(bleu.group(1)) >= BLEU_FLOOR, out[-3000:]
     assert re.search(r"nrefs:1\|case:mixed\|eff:no\|tok:13a\|smooth:exp\|version:", out)
     assert out.count("  EN  ") == 2 + 6  # test samples, then the everyday sentences
     assert "$ transformer-mt average --run-dir" in out
