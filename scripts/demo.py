@@ -1,5 +1,6 @@
-"""`make demo`: train the demo model on data/, average its last checkpoints, translate the demo
-test set and score it, printing what a new user wants to see.
+"""`make demo`: train the demo model on the Tatoeba pairs in data/, average its last checkpoints,
+translate the held-out test set and score it, translate a few everyday sentences the model never
+saw, and print the command that serves the model.
 
 Every step is the same `transformer-mt` command a user would type (run in this process, so
 Lightning and torch are imported once); the commands are echoed so they can be copied.
@@ -14,8 +15,21 @@ import time
 from pathlib import Path
 
 from transformer_mt.cli import main as transformer_mt
+from transformer_mt.textio import read_lines
+from transformer_mt.translator import Translator
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Everyday sentences that occur nowhere in data/ (tests/test_demo.py checks): what a visitor
+# would type first.
+EVERYDAY = [
+    "Where is the train station?",
+    "I would like a cup of coffee, please.",
+    "My sister lives in Berlin.",
+    "The weather is nice today.",
+    "I forgot my umbrella at home.",
+    "How much does this book cost?",
+]
 
 
 def run(argv: list[str]) -> None:
@@ -30,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", default="runs/demo", help="where checkpoints and outputs go")
     parser.add_argument("--steps", type=int, default=None,
                         help="training steps (default: configs/demo.yaml's max_steps)")
-    parser.add_argument("--average", type=int, default=3, help="checkpoints to average")
+    parser.add_argument("--average", type=int, default=2, help="checkpoints to average")
     parser.add_argument("--samples", type=int, default=8, help="translations to print")
     parser.add_argument("--test-lines", type=int, default=None,
                         help="translate only the first N test sentences (default: all)")
@@ -60,10 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     averaged = run_dir / "averaged.ckpt"
     run(["average", "--run-dir", str(run_dir / "checkpoints"), "--last", str(args.average),
          "--output", str(averaged)])
-    sources = (data / "test.en").read_text(encoding="utf-8").splitlines()[: args.test_lines]
-    references = (data / "test.de").read_text(encoding="utf-8").splitlines()[: args.test_lines]
-    source_file, reference_file = data / "test.en", data / "test.de"
+    source_file, reference_file = data / "test.en.xz", data / "test.de.xz"
+    sources, references = read_lines(source_file), read_lines(reference_file)
     if args.test_lines is not None:
+        sources, references = sources[: args.test_lines], references[: args.test_lines]
         source_file, reference_file = run_dir / "test.en", run_dir / "test.de"
         source_file.write_text("".join(s + "\n" for s in sources), encoding="utf-8")
         reference_file.write_text("".join(r + "\n" for r in references), encoding="utf-8")
@@ -71,11 +85,18 @@ def main(argv: list[str] | None = None) -> int:
     run(["translate", "--checkpoint", str(averaged), "--input", str(source_file),
          "--output", str(hypotheses), "--beam-size", "4"])
     outputs = hypotheses.read_text(encoding="utf-8").splitlines()
-    print("\nSample translations (source / reference / transformer-mt):")
+    print("\nSample test translations (source / reference / transformer-mt):")
     for src, ref, hyp in list(zip(sources, references, outputs, strict=True))[: args.samples]:
         print(f"  EN  {src}\n  REF {ref}\n  OUT {hyp}\n")
     run(["evaluate", "--hyp", str(hypotheses), "--ref", str(reference_file)])
-    print(f"\nTrained in {trained / 60:.1f} min; total {(time.monotonic() - start) / 60:.1f} min.")
+
+    print("\nEveryday sentences the model never saw (Python API: Translator):")
+    translator = Translator.from_checkpoint(averaged, device="cpu")
+    for sentence, translation in zip(EVERYDAY, translator.translate(EVERYDAY), strict=True):
+        print(f"  EN  {sentence}\n  OUT {translation}\n")
+    print(f"Trained in {trained / 60:.1f} min; total {(time.monotonic() - start) / 60:.1f} min.")
+    print("\nServe it (web page and LibreTranslate-compatible API on http://127.0.0.1:8080/):")
+    print(f"  .venv/bin/transformer-mt serve --checkpoint {shlex.quote(str(averaged))}")
     return 0
 
 

@@ -1,8 +1,9 @@
 """Helpers for tests that run `transformer-mt fit` at toy scale (resume, DDP, bad input).
 
 `tiny_fit_args` is the demo config shrunk to seconds: a one-layer d32 model, 512-token
-batches, deterministic kernels and a one-batch validation, with every file under the run's
-own folder. `StepRecorder`, passed to `fit` with `recorder_args`, appends one JSON line per
+batches, deterministic kernels and a one-batch validation on `small_corpus()` (the first pairs
+of each split in data/), with every file under the run's own folder.
+`StepRecorder`, passed to `fit` with `recorder_args`, appends one JSON line per
 training step to `<path>.rank<R>` (global step, rank, loss, the batch's dataset indices), so
 tests can compare what runs trained on, even across processes; with `signal_at_step`, rank 0
 sends itself a signal at the end of that step, as a scheduler or Ctrl+C would.
@@ -10,9 +11,14 @@ sends itself a signal at the end of that step, as a scheduler or Ctrl+C would.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
+import lzma
 import os
+import shutil
 import signal
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +26,25 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 
 REPO = Path(__file__).resolve().parents[1]
+
+SMALL_SPLITS = {"train": 4000, "valid": 200, "test": 200}  # pairs per split
+SMALL_VOCAB = "1000"
+
+
+@functools.cache
+def small_corpus() -> Path:
+    """A folder with the first pairs of each demo split (data/*.xz) under the same names,
+    written once per test process: the whole corpus would make every toy run slower."""
+    folder = Path(tempfile.mkdtemp(prefix="transformer-mt-small-corpus-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    for split, n in SMALL_SPLITS.items():
+        for lang in ("en", "de"):
+            with lzma.open(REPO / "data" / f"{split}.{lang}.xz", "rt", encoding="utf-8") as f:
+                lines = [next(f) for _ in range(n)]
+            with lzma.open(folder / f"{split}.{lang}.xz", "wt", encoding="utf-8") as f:
+                f.writelines(lines)
+    return folder
+
 
 TINY_MODEL = [
     "--model.d_model", "32", "--model.n_heads", "2", "--model.d_ff", "64",
@@ -34,7 +59,8 @@ def tiny_fit_args(run: Path, spm_cache: Path, *extra: str) -> list[str]:
     return [
         "fit",
         "--config", str(REPO / "configs" / "demo.yaml"),
-        "--data.data_dir", str(REPO / "data"),
+        "--data.data_dir", str(small_corpus()),
+        "--data.vocab_size", SMALL_VOCAB,
         "--data.cache_dir", str(spm_cache),
         "--trainer.default_root_dir", str(run),
         "--trainer.logger.init_args.save_dir", str(run),

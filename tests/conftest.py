@@ -72,3 +72,12 @@ def nondeterministic_afterwards() -> Iterator[None]:
 def spm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One sentencepiece cache per module, shared by its training runs."""
     return tmp_path_factory.mktemp("spm")
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One random tiny checkpoint (tests/_tiny_ckpt.py) for the API, evaluate and serve tests."""
+    from tests._tiny_ckpt import make_tiny_checkpoint
+
+    directory = tmp_path_factory.mktemp("tiny_checkpoint")
+    return make_tiny_checkpoint(directory / "tiny.ckpt", directory / "spm")

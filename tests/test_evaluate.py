@@ -201,46 +201,43 @@ def parse_evaluate(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def test_checkpoint_mode_translates_through_cli_then_scores(
-    files, capsys, monkeypatch: pytest.MonkeyPatch
+def test_checkpoint_mode_scores_the_translators_output(
+    tmp_path: Path, files, capsys, monkeypatch: pytest.MonkeyPatch, tiny_checkpoint: Path
 ) -> None:
-    """The --checkpoint plumbing, with `transformer-mt translate` replaced by a fake."""
+    """--checkpoint translates through `Translator` (never the CLI) and scores exactly its
+    output, with the beam size asked for."""
     from transformer_mt import cli
+    from transformer_mt.translator import Translator
 
-    calls: list[list[str]] = []
-
-    def fake_main(argv: list[str]) -> int:
-        calls.append(argv)
-        output = Path(argv[argv.index("--output") + 1])
-        output.write_text("".join(h + "\n" for h in HYPS), encoding="utf-8")
-        return 0
-
-    monkeypatch.setattr(cli, "main", fake_main)
-    args = parse_evaluate(["--checkpoint", "model.ckpt", "--src", files["ref2"],
-                           "--ref", files["ref"], "--beam-size", "5", "--device", "cpu",
+    monkeypatch.setattr(cli, "main", lambda argv: pytest.fail("evaluate went through the CLI"))
+    sources = ["the cat sleeps", "a big dog runs quickly", "der Hund", "the red house"]
+    src = write(tmp_path / "src.txt", sources)
+    args = parse_evaluate(["--checkpoint", str(tiny_checkpoint), "--src", src,
+                           "--ref", files["ref"], "--beam-size", "3", "--device", "cpu",
                            "--json"])
     assert evaluate.run(args) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["bleu"]["score"] == sacrebleu.corpus_bleu(HYPS, [REFS]).score
-    (argv,) = calls
-    assert argv[:3] == ["translate", "--checkpoint", "model.ckpt"]
-    assert argv[argv.index("--input") + 1] == files["ref2"]
-    assert argv[argv.index("--beam-size") + 1] == "5"
-    assert argv[argv.index("--device") + 1] == "cpu"
-    assert "--quiet" in argv
-    assert not Path(argv[argv.index("--output") + 1]).exists()  # temporary file cleaned up
+    hyps = Translator.from_checkpoint(tiny_checkpoint, device="cpu").translate(sources,
+                                                                               beam_size=3)
+    assert len(set(hyps)) > 1
+    assert result["bleu"]["score"] == sacrebleu.corpus_bleu(hyps, [REFS]).score
+    assert result["n_sentences"] == 4
 
-    monkeypatch.setattr(cli, "main", lambda argv: 2)  # translate failed (message already shown)
-    assert evaluate.run(args) == 2
-    assert capsys.readouterr().out == ""
+
+def test_checkpoint_mode_rejects_a_bad_beam_size_before_loading(files) -> None:
+    args = parse_evaluate(["--checkpoint", "missing.ckpt", "--src", files["ref2"],
+                           "--ref", files["ref"], "--beam-size", "0"])
+    with pytest.raises(UserError, match="--beam-size must be >= 1, got 0"):
+        evaluate.run(args)
 
 
 def test_checkpoint_mode_checks_src_ref_counts_before_translating(
     tmp_path, files, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    from transformer_mt import cli
+    from transformer_mt import translator
 
-    monkeypatch.setattr(cli, "main", lambda argv: pytest.fail("translated anyway"))
+    monkeypatch.setattr(translator.Translator, "from_checkpoint",
+                        lambda *a, **k: pytest.fail("translated anyway"))
     short = write(tmp_path / "src.txt", HYPS[:2])
     args = parse_evaluate(["--checkpoint", "m.ckpt", "--src", short, "--ref", files["ref"]])
     with pytest.raises(UserError, match=r"has 2 lines.*has 4"):

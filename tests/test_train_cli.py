@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import lzma
 import math
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import sacrebleu
 import torch
 import torch.nn.functional as F
 
+from tests._tiny_fit import SMALL_VOCAB, small_corpus
 from tests.conftest import REPO
 from transformer_mt.checkpoint import load_for_inference
 from transformer_mt.cli import main
@@ -22,7 +24,8 @@ def demo_args(run: Path, *extra: str) -> list[str]:
     """The demo config, shrunk to seconds: few steps, a small validation, files under `run`."""
     return [
         "--config", str(REPO / "configs" / "demo.yaml"),
-        "--data.data_dir", str(REPO / "data"),
+        "--data.data_dir", str(small_corpus()),
+        "--data.vocab_size", SMALL_VOCAB,
         "--data.cache_dir", str(run / "spm"),
         "--trainer.default_root_dir", str(run),
         "--trainer.logger.init_args.save_dir", str(run),
@@ -102,7 +105,8 @@ def test_fit_writes_checkpoints_and_validation_loss_falls(trained: Path) -> None
     meta = checkpoint["transformer_mt"]
     assert (meta["src_lang"], meta["tgt_lang"]) == ("en", "de")
     assert meta["model_config"]["d_model"] == 128
-    assert meta["model_config"]["vocab_size"] == 2000 and isinstance(meta["sentencepiece"], bytes)
+    assert meta["model_config"]["vocab_size"] == int(SMALL_VOCAB)
+    assert isinstance(meta["sentencepiece"], bytes)
 
 
 @pytest.mark.parametrize("command, split, prefix", [("validate", "valid", "val"),
@@ -115,7 +119,8 @@ def test_validate_and_test_report_the_metrics_of_the_checkpoint(
     ckpt = trained / "checkpoints" / "last.ckpt"
     corpus = tmp_path / f"{split}.{{lang}}"
     for lang in ("en", "de"):
-        lines = (REPO / "data" / f"{split}.{lang}").read_text(encoding="utf-8").splitlines()
+        with lzma.open(small_corpus() / f"{split}.{lang}.xz", "rt", encoding="utf-8") as f:
+            lines = f.read().splitlines()
         Path(str(corpus).format(lang=lang)).write_text("".join(f"{line}\n" for line in lines[:48]),
                                                        encoding="utf-8")
     assert main([command, *demo_args(trained, "--ckpt_path", str(ckpt),
@@ -152,6 +157,12 @@ def test_predict_writes_one_line_per_input(trained: Path, tmp_path: Path) -> Non
     lines = output.read_text(encoding="utf-8").split("\n")
     assert len(lines) == 6 and lines[-1] == ""  # 5 lines, each ending in a newline
     assert lines[1] == "" and lines[3] == ""  # empty and blank input lines stay empty
+    # predict runs the one implementation of translation, with its own beam and penalty
+    from transformer_mt.translator import Translator
+
+    translator = Translator.from_checkpoint(trained / "checkpoints/last.ckpt", device="cpu")
+    sources = source.read_text(encoding="utf-8").split("\n")[:-1]
+    assert lines[:-1] == translator.translate(sources, beam_size=4, length_penalty=0.6)
 
 
 def test_unknown_config_key_is_a_clear_error(

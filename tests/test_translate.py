@@ -17,7 +17,8 @@ from tests._tiny_ckpt import make_tiny_checkpoint
 from transformer_mt import cli
 from transformer_mt.checkpoint import LoadedModel, load_for_inference
 from transformer_mt.decoding import translate_lines
-from transformer_mt.translate import clean_text, format_results
+from transformer_mt.translate import format_results
+from transformer_mt.translator import Translator, clean_text
 
 AWKWARD_LINES = [
     "The cat sleeps under the big tree.",
@@ -55,7 +56,7 @@ def one_by_one(loaded: LoadedModel, lines: list[str], **options) -> list[str]:
     out = []
     for line in lines:
         result = translate_lines(loaded, [line], batch_tokens=4096, **options)
-        out += format_results(loaded, result.hypotheses, 0, 1)
+        out += format_results(Translator(loaded), result.hypotheses, 0, 1)
     return out
 
 

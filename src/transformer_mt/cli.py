@@ -1,7 +1,7 @@
 """`transformer-mt` entry point.
 
 Training commands (fit/validate/test/predict, and prepare) go to LightningCLI; the user commands
-(translate, evaluate, average, export, attention) are plain argparse in one module each, so
+(translate, evaluate, average, export, attention, serve) are plain argparse in one module each, so
 they start fast and never import Lightning. A `UserError` becomes one line on stderr and exit 2.
 """
 
@@ -30,6 +30,7 @@ USER_COMMANDS = {
     "average": ("transformer_mt.average", "average the weights of several checkpoints"),
     "export": ("transformer_mt.export", "export a checkpoint to Hugging Face Marian / CTranslate2"),
     "attention": ("transformer_mt.attention", "draw attention heatmaps for one sentence"),
+    "serve": ("transformer_mt.serve", "translate over HTTP (LibreTranslate API, web page)"),
 }
 
 

@@ -79,24 +79,46 @@ def _log_probs(model: Transformer, logits: Tensor, force_eos: Tensor) -> Tensor:
     return logp
 
 
-def _check_options(
-    beam_size: int, nbest: int, sampling: bool, temperature: float, top_k: int, top_p: float,
-    max_len_a: float, max_len_b: int,
-) -> None:
-    if beam_size < 1:
-        raise ValueError(f"beam_size must be >= 1, got {beam_size}")
-    if nbest < 1:
-        raise ValueError(f"nbest must be >= 1, got {nbest}")
-    if not sampling and nbest > beam_size:
-        raise ValueError(f"nbest={nbest} exceeds beam_size={beam_size}")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    if top_k < 0:
-        raise ValueError(f"top_k must be >= 0 (0 = off), got {top_k}")
-    if not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-    if max_len_a < 0 or max_len_b < 0:
-        raise ValueError(f"max_len_a and max_len_b must be >= 0, got {max_len_a}, {max_len_b}")
+@dataclass(frozen=True)
+class SearchOptions:
+    """How to search, as one hashable value: the server merges concurrent requests into one
+    batch only when their options are equal. `check` is the one validator of these options,
+    used by `generate`, `translate`, `evaluate` and the server alike."""
+
+    beam_size: int = 4
+    length_penalty: float = 0.6
+    max_len_a: float = 1.0
+    max_len_b: int = 50
+    nbest: int = 1
+    sampling: bool = False
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+
+    def check(self, name: Callable[[str], str] = str) -> SearchOptions:
+        """Raise ValueError for an impossible combination; returns self when fine. `name`
+        spells a field as the caller's user knows it (`--beam-size` on the command line)."""
+        if self.beam_size < 1:
+            raise ValueError(f"{name('beam_size')} must be >= 1, got {self.beam_size}")
+        if self.nbest < 1:
+            raise ValueError(f"{name('nbest')} must be >= 1, got {self.nbest}")
+        if not self.sampling and self.nbest > self.beam_size:
+            raise ValueError(
+                f"{name('nbest')} {self.nbest} exceeds {name('beam_size')} {self.beam_size}; "
+                "beam search can only return as many hypotheses as its beam holds"
+            )
+        if not self.temperature > 0:
+            raise ValueError(f"{name('temperature')} must be > 0, got {self.temperature}")
+        if self.top_k < 0:
+            raise ValueError(f"{name('top_k')} must be >= 0 (0 = off), got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"{name('top_p')} must be in (0, 1], got {self.top_p}")
+        if self.max_len_a < 0 or self.max_len_b < 0:
+            raise ValueError(
+                f"{name('max_len_a')} and {name('max_len_b')} must be >= 0, got "
+                f"{self.max_len_a}, {self.max_len_b}"
+            )
+        return self
 
 
 @torch.inference_mode()
@@ -123,7 +145,8 @@ def generate(
     The model is put in eval mode for the call (dropout would make the search random) and
     restored afterwards, so the training loop can call this from validation.
     """
-    _check_options(beam_size, nbest, sampling, temperature, top_k, top_p, max_len_a, max_len_b)
+    SearchOptions(beam_size, length_penalty, max_len_a, max_len_b, nbest, sampling, temperature,
+                  top_k, top_p).check()
     if src.size(0) == 0:
         return []
     was_training = model.training

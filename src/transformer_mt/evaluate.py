@@ -7,17 +7,15 @@ with `textio.read_lines`, which strips LF or CRLF line ends alike and names the 
 bad UTF-8. sacreBLEU is imported lazily: `cli.py` imports this module to build its parser, and every
 command would otherwise pay for the import.
 
-With `--checkpoint`, the source is first translated by running `transformer-mt translate` in
-process (the same code path and options a user gets), into a temporary file that is then scored.
+With `--checkpoint`, the source is first translated by `Translator` (the one implementation
+behind `translate`, `predict` and `serve`), and the translations are scored.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from transformer_mt.errors import UserError
@@ -70,8 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="beam size for --checkpoint translation",
     )
     parser.add_argument(
-        "--device", default="auto", metavar="DEVICE",
-        help="device for --checkpoint translation (auto, cpu, cuda)",
+        "--device", choices=["auto", "cpu", "cuda"], default="auto",
+        help="device for --checkpoint translation (auto = cuda when available)",
     )
 
 
@@ -147,22 +145,13 @@ def format_text(result: dict[str, Any]) -> str:
     return "\n\n".join(blocks)
 
 
-def _translate(args: argparse.Namespace, workdir: Path) -> tuple[list[str] | None, int]:
-    """Hypotheses for `--src` from `transformer-mt translate`, or (None, its failing exit code).
+def _translate(args: argparse.Namespace, sources: list[str]) -> list[str]:
+    """Hypotheses for `--src` from the checkpoint, exactly as `transformer-mt translate` with
+    the same beam size would write them."""
+    from transformer_mt.translator import Translator
 
-    Going through the CLI keeps evaluate decoupled from translate's Python API; translate has
-    already printed its own error when the exit code is non-zero.
-    """
-    from transformer_mt.cli import main
-
-    out = workdir / "hyp.txt"
-    rc = main([
-        "translate", "--checkpoint", args.checkpoint, "--input", args.src, "--output", str(out),
-        "--beam-size", str(args.beam_size), "--device", args.device, "--quiet",
-    ])
-    if rc != 0:
-        return None, rc
-    return read_lines(out, allow_empty=True), 0
+    translator = Translator.from_checkpoint(args.checkpoint, device=args.device)
+    return translator.translate(sources, beam_size=args.beam_size)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -174,8 +163,14 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--checkpoint needs --src, the source text to translate")
     if args.hyp is not None and args.src is not None:
         raise UserError("--src is only used with --checkpoint; with --hyp give just --ref")
-    if args.beam_size < 1:
-        raise UserError(f"--beam-size must be at least 1, got {args.beam_size}")
+    if args.checkpoint is not None:
+        from transformer_mt.decoding import SearchOptions
+        from transformer_mt.translate import cli_name
+
+        try:  # the one validator of search options, before a possibly long translation
+            SearchOptions(beam_size=args.beam_size).check(cli_name)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
     # Check the tokenizer before a possibly long translation.
     for name in args.metrics:
         _make_metric(name, args.chrf_word_order, args.tokenize, args.lowercase)
@@ -185,10 +180,7 @@ def run(args: argparse.Namespace) -> int:
         src = read_lines(args.src)
         for path, ref in zip(args.ref, refs, strict=True):
             check_same_length(src, ref, args.src, path)
-        with tempfile.TemporaryDirectory(prefix="transformer-mt-evaluate-") as tmp:
-            hyps, rc = _translate(args, Path(tmp))
-        if hyps is None:
-            return rc
+        hyps = _translate(args, src)
         hyp_name = f"translations of {args.src}"
     else:
         hyps = read_lines(args.hyp)

@@ -247,18 +247,18 @@ class TranslationModel(L.LightningModule):
                      rank_zero_only=True)
 
     def predict_step(self, batch: list[str], batch_idx: int) -> list[str]:
-        """Translate a chunk of raw source lines (one output per line, same order)."""
+        """Translate a chunk of raw source lines (one output per line, same order), through
+        `Translator`, the code behind `translate`, `evaluate` and `serve`."""
         from transformer_mt.checkpoint import LoadedModel
-        from transformer_mt.decoding import translate_lines
+        from transformer_mt.translator import Translator
 
-        loaded = LoadedModel(self.model, self.tokenizer, self.hparams.src_lang,
-                             self.hparams.tgt_lang)
-        result = translate_lines(
-            loaded, batch, batch_tokens=self.hparams.predict_max_tokens,
+        translator = Translator(LoadedModel(self.model, self.tokenizer, self.hparams.src_lang,
+                                            self.hparams.tgt_lang))
+        return translator.translate(
+            batch, batch_tokens=self.hparams.predict_max_tokens,
             beam_size=self.hparams.predict_beam_size,
             length_penalty=self.hparams.val_length_penalty,
         )
-        return self.tokenizer.decode([h[0].tokens for h in result.hypotheses])
 
     def on_validation_epoch_end(self) -> None:
         self._log_eval("val", self.trainer.datamodule.references["valid"])

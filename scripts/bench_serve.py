@@ -1,0 +1,216 @@
+"""Throughput and latency of `transformer-mt serve` under concurrent clients, loopback only.
+
+For each server mode (dynamic batching on; batching off, i.e. one request at a time as
+OpenNMT-py's server and LibreTranslate work) a fresh `transformer-mt serve` process is started
+on 127.0.0.1, warmed up, and then, for each client count C (default 1, 8, 32, 128), C client
+threads each send single test2016 sentences to POST /translate (LibreTranslate's API), one
+after the other on a kept-alive connection, until the sentences of that level are used up or
+its time limit passes. Reported per level: sentences/s (completed requests / wall time) and
+the p50 / p95 request latency. The reference is offline `Translator.translate` of the same
+sentences in this process (what `transformer-mt translate` runs), with the same beam.
+
+Bounded: at most --sentences requests per level and --level-timeout seconds per level; every
+request goes to 127.0.0.1. The clients run in this process and share the CPU with the server,
+as clients on the same host would.
+
+  python scripts/bench_serve.py --checkpoint runs/demo/averaged.ckpt
+  python scripts/bench_serve.py --checkpoint CKPT --sentences 256 --json runs/bench_serve.json \
+      --plot docs/serve_throughput.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import lzma
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(checkpoint: str, batching: bool, max_wait_ms: float, threads: int) -> tuple[
+        subprocess.Popen, int]:
+    """A fresh server process on a free loopback port, answering /health."""
+    port = free_port()
+    argv = [sys.executable, "-m", "transformer_mt.cli", "serve", "--checkpoint", checkpoint,
+            "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
+            "--max-wait-ms", str(max_wait_ms), "--queue-size", "1024", "--timeout", "600"]
+    if not batching:
+        argv.append("--no-batching")
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"bench_serve: the server exited with {process.returncode}")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", "/health")
+            if connection.getresponse().status == 200:
+                return process, port
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise SystemExit("bench_serve: the server did not start within 120 s")
+
+
+def run_level(port: int, sentences: list[str], clients: int, time_limit: float) -> dict[str, Any]:
+    """C clients sending one sentence per request until the sentences or the time run out."""
+    lock = threading.Lock()
+    todo = iter(sentences)
+    latencies: list[float] = []
+    errors: list[str] = []
+    deadline = time.monotonic() + time_limit
+
+    def client() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+        while time.monotonic() < deadline:
+            with lock:
+                sentence = next(todo, None)
+            if sentence is None:
+                return
+            body = json.dumps({"q": sentence, "source": "en", "target": "de"})
+            started = time.perf_counter()
+            connection.request("POST", "/translate", body,
+                               {"Content-Type": "application/json"})
+            response = connection.getresponse()
+            payload = response.read()
+            elapsed = time.perf_counter() - started
+            with lock:
+                if response.status == 200:
+                    latencies.append(elapsed)
+                else:
+                    errors.append(f"{response.status} {payload[:100]!r}")
+        connection.close()
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "clients": clients, "requests": len(latencies), "errors": len(errors),
+        "seconds": round(wall, 2),
+        "sentences_per_s": round(len(latencies) / wall, 2),
+        "p50_ms": round(1000 * statistics.median(latencies), 1) if latencies else None,
+        "p95_ms": round(1000 * latencies[max(0, int(0.95 * len(latencies)) - 1)], 1)
+        if latencies else None,
+    }
+
+
+def offline(checkpoint: str, sentences: list[str]) -> dict[str, Any]:
+    """`Translator.translate` of all sentences at once, in this process."""
+    from transformer_mt.translator import Translator
+
+    translator = Translator.from_checkpoint(checkpoint, device="cpu")
+    translator.translate(sentences[:8])  # warm-up
+    started = time.perf_counter()
+    translator.translate(sentences)
+    wall = time.perf_counter() - started
+    return {"sentences": len(sentences), "seconds": round(wall, 2),
+            "sentences_per_s": round(len(sentences) / wall, 2)}
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.5, 4), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    for mode, label in (("batching", "serve, dynamic batching"),
+                        ("one_at_a_time", "serve, one request at a time")):
+        levels = results[mode]
+        ax.plot([r["clients"] for r in levels], [r["sentences_per_s"] for r in levels],
+                marker="o", label=label)
+    ax.axhline(results["offline"]["sentences_per_s"], color="grey", linestyle="--",
+               label="offline Translator.translate")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("concurrent clients (one sentence per request)")
+    ax.set_ylabel("sentences / s")
+    ax.set_title("transformer-mt serve, test2016 sentences, loopback")
+    ax.legend(fontsize=8)
+    fig.savefig(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", default=str(REPO / "runs" / "demo" / "averaged.ckpt"))
+    parser.add_argument("--data", default=None,
+                        help="test2016 English file (default: $TRANSFORMER_MT_DATA or "
+                        "../shared/data, multi30k/test2016.en.xz)")
+    parser.add_argument("--clients", default="1,8,32,128", help="comma-separated levels")
+    parser.add_argument("--sentences", type=int, default=256,
+                        help="requests per level (the first N test sentences, cycled)")
+    parser.add_argument("--level-timeout", type=float, default=120.0,
+                        help="seconds per level at most")
+    parser.add_argument("--max-wait-ms", type=float, default=10.0)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of the server")
+    parser.add_argument("--json", default=None, help="write the results here")
+    parser.add_argument("--plot", default=None, help="write a PNG plot here")
+    args = parser.parse_args(argv)
+
+    data_dir = Path(os.environ.get("TRANSFORMER_MT_DATA", REPO.parent / "shared" / "data"))
+    path = Path(args.data) if args.data else data_dir / "multi30k" / "test2016.en.xz"
+    if not path.is_file():
+        print(f"bench_serve: {path}: no such file", file=sys.stderr)
+        return 2
+    with lzma.open(path, "rt", encoding="utf-8") as handle:
+        pool = [line.strip() for line in handle if line.strip()]
+    sentences = [pool[i % len(pool)] for i in range(args.sentences)]
+    levels = [int(c) for c in args.clients.split(",")]
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    results: dict[str, Any] = {
+        "command": " ".join(["python", "scripts/bench_serve.py", *(argv or sys.argv[1:])]),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+                   f"load average {os.getloadavg()[0]:.1f} at start",
+        "checkpoint": args.checkpoint, "sentences": len(sentences),
+        "offline": offline(args.checkpoint, sentences),
+    }
+    print(f"offline: {results['offline']}", flush=True)
+    for mode, batching in (("batching", True), ("one_at_a_time", False)):
+        process, port = start_server(args.checkpoint, batching, args.max_wait_ms, args.threads)
+        try:
+            run_level(port, sentences[:8], 2, 60)  # warm-up
+            results[mode] = []
+            for clients in levels:
+                level = run_level(port, sentences, clients, args.level_timeout)
+                print(f"{mode}: {level}", flush=True)
+                results[mode].append(level)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=120)
+    results["load_average_end"] = round(os.getloadavg()[0], 1)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    if args.plot:
+        plot(results, Path(args.plot))
+    print(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
