@@ -22,10 +22,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from transformer_mt.data.batching import pack
 from transformer_mt.model.transformer import DecoderState, Transformer
 
 if TYPE_CHECKING:
@@ -395,16 +397,14 @@ def beam_search(
 
 def _token_batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
     """Indices grouped so each batch's padded size (sentences x longest) stays within
-    `batch_tokens` (a longer sentence still gets a batch of its own). Longest first, so an
-    out-of-memory batch shows up at once rather than at the end of a long run."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
-    batches: list[list[int]] = []
-    for i in order:
-        if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= batch_tokens:
-            batches[-1].append(i)
-        else:
-            batches.append([i])
-    return batches
+    `batch_tokens` (a longer sentence still gets a batch of its own), by the same packing as
+    training batches. Longest first, so an out-of-memory batch shows up at once rather than at
+    the end of a long run."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    order = np.argsort(-lengths, kind="stable")
+    bounds = pack(lengths, order, batch_tokens)
+    return [order[start:end].tolist() for start, end in zip(bounds[:-1], bounds[1:],
+                                                               strict=True)]
 
 
 def translate_lines(
