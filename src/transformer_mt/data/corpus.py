@@ -19,6 +19,7 @@ fingerprint), so a prepared cache can be found without reading the corpus again.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Iterator
@@ -80,11 +81,13 @@ def _hf_parts(spec: str) -> tuple[str, str | None, str]:
     return (parts[0], None, parts[1]) if len(parts) == 2 else (parts[0], parts[1], parts[2])
 
 
+@functools.cache
 def load_hf_dataset(spec: str) -> Any:
     """`hf:NAME[:CONFIG]:SPLIT` via `datasets.load_dataset` (the hub, its cache, or a folder).
 
     The result is an Arrow-backed, memory-mapped table: rows are read in batches from it, never
-    copied into Python lists as a whole.
+    copied into Python lists as a whole. Loaded once per process: the prepare step asks for its
+    fingerprint and then for its rows, for the vocabulary and again for the token arrays.
     """
     name, config, split = _hf_parts(spec)
     import datasets  # heavy: only when a Hugging Face corpus is used
