@@ -174,9 +174,9 @@ def iter_pairs(spec: str, src_lang: str, tgt_lang: str, data_dir: Path) -> Itera
     docstring for the forms)."""
     if spec.startswith("hf:"):
         return _iter_hf(spec, src_lang, tgt_lang)
-    files = _files(spec, src_lang, tgt_lang, data_dir)
     if "{lang}" in spec:
         return _iter_text_pair(spec, src_lang, tgt_lang, data_dir)
+    files = _files(spec, src_lang, tgt_lang, data_dir)  # a UserError for an unknown form
     if _compression_stripped(spec).endswith(".tsv"):
         return _iter_tsv(files[0])
     return _iter_jsonl(files[0], src_lang, tgt_lang)

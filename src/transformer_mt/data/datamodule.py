@@ -22,6 +22,9 @@ from transformer_mt.data.tokenizer import Tokenizer
 from transformer_mt.errors import UserError
 from transformer_mt.textio import read_lines
 
+# What each Lightning stage maps (predict reads its own source file).
+_STAGE_SPLITS = {"fit": ("train", "valid"), "validate": ("valid",), "test": ("test",)}
+
 
 class ResumableLoader(DataLoader):
     """The training DataLoader: it keeps the batch sampler's epoch in step with the trainer, and
@@ -153,15 +156,18 @@ class TranslationDataModule(L.LightningDataModule):
         """Linked to the model's `vocab_size` by the CLI."""
         return self.tokenizer.vocab_size
 
+    def _specs(self, split: str) -> list[str]:
+        return list(getattr(self.hparams, split) or [])
+
     def split(self, split: str) -> EncodedPairs:
         """A split's memory-mapped token arrays (prepared first if needed)."""
         if split not in self.datasets:
             hp = self.hparams
-            specs = {"train": hp.train, "valid": hp.valid, "test": hp.test}[split]
+            specs = self._specs(split)
             if not specs:
                 raise UserError(f"data.{split} is empty: give at least one corpus")
             self.datasets[split] = prepare_split(
-                split, list(specs), hp.src_lang, hp.tgt_lang, self.data_dir, self.cache_dir,
+                split, specs, hp.src_lang, hp.tgt_lang, self.data_dir, self.cache_dir,
                 self.tokenizer, hp.max_len if split == "train" else None)
         return self.datasets[split]
 
@@ -170,22 +176,18 @@ class TranslationDataModule(L.LightningDataModule):
         stage maps (validate/test never touch the training data). Other processes of the
         machine wait on the cache's lock meanwhile."""
         stage = self.trainer.state.fn.value if self.trainer and self.trainer.state.fn else "fit"
-        for split in {"fit": ("train", "valid"), "validate": ("valid",),
-                      "test": ("test",)}.get(stage, ()):
-            if getattr(self.hparams, split):
+        for split in _STAGE_SPLITS.get(stage, ()):
+            if self._specs(split):
                 self.split(split)
 
     def setup(self, stage: str) -> None:
         if stage == "fit":
-            self.split("train")
             _check_same_vocabulary(self.tokenizer)
-        eval_sets = {"fit": ["valid"], "validate": ["valid"], "test": ["test"]}.get(stage, [])
-        for split in eval_sets:
+        for split in _STAGE_SPLITS.get(stage, ()):
             self.split(split)
-            if split not in self.references:
-                specs = self.hparams.valid if split == "valid" else self.hparams.test
-                text = read_corpora(list(specs), self.hparams.src_lang, self.hparams.tgt_lang,
-                                    self.data_dir)
+            if split != "train" and split not in self.references:
+                text = read_corpora(self._specs(split), self.hparams.src_lang,
+                                    self.hparams.tgt_lang, self.data_dir)
                 self.sources[split], self.references[split] = text.src, text.tgt
 
         if stage == "predict":
