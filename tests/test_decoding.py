@@ -265,3 +265,42 @@ def test_token_batches_respect_the_budget() -> None:
     for batch in batches:
         padded = len(batch) * max(lengths[i] for i in batch)
         assert padded <= 40 or len(batch) == 1
+
+
+def never_ending_model() -> Transformer:
+    """A tiny model whose decoder output is one constant vector, whose EOS logit is far below
+    every other: each hypothesis runs to its length limit, where EOS is forced."""
+    model = tiny_model()
+    last_norm = model.decoder_layers[-1].ffn_norm  # post-norm: the decoder's last operation
+    with torch.no_grad():
+        last_norm.weight.zero_()
+        last_norm.bias.copy_(torch.randn(last_norm.bias.shape))
+        model.output_proj.weight[EOS_ID] = -10 * last_norm.bias
+    return model
+
+
+@pytest.mark.parametrize("options", [
+    {"beam_size": 1}, {"beam_size": 3, "nbest": 2}, {"sampling": True, "nbest": 2},
+])
+def test_each_sentence_is_reported_as_soon_as_it_is_done(options: dict) -> None:
+    """With limits of 1, 8 and 4 tokens (max_len_a 1, b 0 on sources of 1, 8 and 4 ids), the
+    sentences end after 2, 9 and 5 decoder steps: `on_finished` hands each its final n-best
+    list right then, in that order, not when the batch's longest sentence is done."""
+    model = never_ending_model()
+    src = make_src([1, 8, 4], vocab=12)
+    steps = 0
+    decode_step = model.decode_step
+
+    def counted(*args):
+        nonlocal steps
+        steps += 1
+        return decode_step(*args)
+
+    model.decode_step = counted
+    reported: list[tuple[int, int, list[Hypothesis]]] = []
+    results = generate(model, src, max_len_a=1.0, max_len_b=0, **options,
+                       on_finished=lambda row, hyps: reported.append((row, steps, hyps)))
+    assert [(row, at) for row, at, _ in reported] == [(0, 2), (2, 5), (1, 9)]
+    assert steps == 9
+    assert [len(hyps[0].tokens) for hyps in results] == [1, 8, 4]
+    assert all(results[row] == hyps for row, _, hyps in reported)

@@ -55,6 +55,17 @@ def test_sampling_is_reproducible_with_a_seed(translator: Translator) -> None:
     assert translator.translate(SENTENCES, sampling=True, seed=8, nbest=2) != first
 
 
+def test_search_reports_every_text_once_in_input_numbering(translator: Translator) -> None:
+    """`on_finished` gets each text's index in the caller's list (blank ones first, then in
+    the order the sorted, token-budgeted batches finish them) and its final n-best list."""
+    reported = []
+    result = translator.search(SENTENCES * 3, batch_tokens=40,
+                               on_finished=lambda i, hyps: reported.append((i, hyps)))
+    assert sorted(i for i, _ in reported) == list(range(len(SENTENCES) * 3))
+    assert [i for i, _ in reported[:3]] == [1, 6, 11]  # the blank lines, at once
+    assert all(result.hypotheses[i] == hyps for i, hyps in reported)
+
+
 @pytest.mark.parametrize("options", [dict(beam_size=0), dict(nbest=5, beam_size=2),
                                      dict(sampling=True, top_p=0.0), dict(batch_tokens=0)])
 def test_impossible_options_raise_value_error(translator: Translator, options: dict) -> None:

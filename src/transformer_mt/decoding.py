@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 NEG_INF = float("-inf")
 
+# Called with a sentence's row in its batch and its n-best list, as soon as it is finished.
+Finished = Callable[[int, list["Hypothesis"]], None]
+
 
 @dataclass
 class Hypothesis:
@@ -138,9 +141,14 @@ def generate(
     top_k: int = 0,
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
+    on_finished: Finished | None = None,
 ) -> list[list[Hypothesis]]:
     """Translate a (B, S) PAD-padded batch of source ids; returns B lists of hypotheses, best
     first (up to `nbest`; fewer only when fewer distinct hypotheses exist).
+
+    `on_finished(row, hypotheses)` is called for each sentence as soon as its search is
+    over, before the batch ends: a server answers a short sentence without waiting for the
+    longest one of its batch.
 
     `sampling` draws `nbest` independent samples per sentence (beam_size is then ignored);
     otherwise beam search, with beam size 1 run as greedy search (the same result, faster).
@@ -158,16 +166,16 @@ def generate(
             return sample(
                 model, src, temperature=temperature, top_k=top_k, top_p=top_p, nbest=nbest,
                 length_penalty=length_penalty, max_len_a=max_len_a, max_len_b=max_len_b,
-                generator=generator,
+                generator=generator, on_finished=on_finished,
             )
         if beam_size == 1:
             return greedy_search(
                 model, src, length_penalty=length_penalty, max_len_a=max_len_a,
-                max_len_b=max_len_b,
+                max_len_b=max_len_b, on_finished=on_finished,
             )
         return beam_search(
             model, src, beam_size=beam_size, length_penalty=length_penalty,
-            max_len_a=max_len_a, max_len_b=max_len_b, nbest=nbest,
+            max_len_a=max_len_a, max_len_b=max_len_b, nbest=nbest, on_finished=on_finished,
         )
     finally:
         model.train(was_training)
@@ -176,13 +184,13 @@ def generate(
 @torch.inference_mode()
 def greedy_search(
     model: Transformer, src: Tensor, *, length_penalty: float = 0.6, max_len_a: float = 1.0,
-    max_len_b: int = 50,
+    max_len_b: int = 50, on_finished: Finished | None = None,
 ) -> list[list[Hypothesis]]:
     """The most probable next token at every step; one hypothesis per sentence."""
     # max().indices is argmax (the first maximum on ties), and ~3x faster on CPU.
     return _one_path_per_row(
         model, src, lambda logp: logp.max(dim=-1).indices, copies=1, alpha=length_penalty,
-        max_len_a=max_len_a, max_len_b=max_len_b,
+        max_len_a=max_len_a, max_len_b=max_len_b, on_finished=on_finished,
     )
 
 
@@ -191,6 +199,7 @@ def sample(
     model: Transformer, src: Tensor, *, temperature: float = 1.0, top_k: int = 0,
     top_p: float = 1.0, nbest: int = 1, length_penalty: float = 0.6, max_len_a: float = 1.0,
     max_len_b: int = 50, generator: torch.Generator | None = None,
+    on_finished: Finished | None = None,
 ) -> list[list[Hypothesis]]:
     """Ancestral sampling from softmax(logits / temperature), optionally restricted to the
     `top_k` most probable tokens and then to the smallest set holding `top_p` of the mass
@@ -216,17 +225,18 @@ def sample(
 
     return _one_path_per_row(
         model, src, pick, copies=nbest, alpha=length_penalty, max_len_a=max_len_a,
-        max_len_b=max_len_b,
+        max_len_b=max_len_b, on_finished=on_finished,
     )
 
 
 def _one_path_per_row(
     model: Transformer, src: Tensor, pick: Callable[[Tensor], Tensor], *, copies: int,
-    alpha: float, max_len_a: float, max_len_b: int,
+    alpha: float, max_len_a: float, max_len_b: int, on_finished: Finished | None,
 ) -> list[list[Hypothesis]]:
     """Greedy search and sampling: each row follows one path, choosing a token with `pick`
     from its (R, V) log-probabilities. Rows that emit EOS leave the batch. `copies` rows per
-    sentence (n samples) share one encoder pass."""
+    sentence (n samples) share one encoder pass; a sentence is finished when all its rows
+    are."""
     eos = model.config.eos_id
     batch = src.size(0)
     memory, src_mask = model.encode(src)
@@ -241,6 +251,20 @@ def _one_path_per_row(
     out_logp = torch.zeros(n_rows, device=src.device)
     out_len = torch.zeros(n_rows, dtype=torch.long, device=src.device)
 
+    results: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    rows_left = [copies] * batch
+
+    def finish(sentence: int) -> None:
+        span = slice(sentence * copies, (sentence + 1) * copies)
+        hyps = [
+            Hypothesis(toks[: n - 1], lp / length_penalty_factor(n, alpha), lp)
+            for toks, n, lp in zip(out_tokens[span].tolist(), out_len[span].tolist(),
+                                   out_logp[span].tolist(), strict=True)
+        ]
+        results[sentence] = sorted(hyps, key=lambda h: h.score, reverse=True)
+        if on_finished is not None:
+            on_finished(sentence, results[sentence])
+
     rows = torch.arange(n_rows, device=src.device)  # active row -> output row
     logp_sum = torch.zeros(n_rows, device=src.device)
     tokens = torch.full((n_rows,), model.config.bos_id, device=src.device)
@@ -253,28 +277,24 @@ def _one_path_per_row(
         if bool(ended.any()):
             out_logp[rows[ended]] = logp_sum[ended]
             out_len[rows[ended]] = step
+            for row in rows[ended].tolist():
+                rows_left[row // copies] -= 1
+                if rows_left[row // copies] == 0:
+                    finish(row // copies)
             alive = (~ended).nonzero().squeeze(1)
             if alive.numel() == 0:
                 break
             state.reorder(alive)
             rows, tokens, limit = rows[alive], tokens[alive], limit[alive]
             logp_sum = logp_sum[alive]
-
-    hyps = [
-        Hypothesis(toks[: n - 1], lp / length_penalty_factor(n, alpha), lp)
-        for toks, n, lp in zip(out_tokens.tolist(), out_len.tolist(), out_logp.tolist(),
-                               strict=True)
-    ]
-    return [
-        sorted(hyps[i * copies : (i + 1) * copies], key=lambda h: h.score, reverse=True)
-        for i in range(batch)
-    ]
+    return results
 
 
 @torch.inference_mode()
 def beam_search(
     model: Transformer, src: Tensor, *, beam_size: int = 4, length_penalty: float = 0.6,
     max_len_a: float = 1.0, max_len_b: int = 50, nbest: int = 1,
+    on_finished: Finished | None = None,
 ) -> list[list[Hypothesis]]:
     """Batched beam search; returns per sentence the `nbest` best finished hypotheses.
 
@@ -308,6 +328,22 @@ def beam_search(
     pool_len = torch.zeros((batch, nbest), dtype=torch.long, device=device)
     pool_tokens = torch.full((batch, nbest, width), c.pad_id, device=device)
     finished = torch.zeros(batch, dtype=torch.long, device=device)
+    results: list[list[Hypothesis]] = [[] for _ in range(batch)]
+
+    def finish(done_sent: Tensor) -> None:
+        """The n-best lists of the sentences `done_sent` (batch indices), which are done."""
+        for i, scores, logps, lens, toks in zip(
+            done_sent.tolist(), pool_score[done_sent].tolist(), pool_logp[done_sent].tolist(),
+            pool_len[done_sent].tolist(), pool_tokens[done_sent].tolist(), strict=True,
+        ):
+            # The score is recomputed in float64 from the same sums, as greedy search does.
+            results[i] = [
+                Hypothesis(t[: n - 1], lp / length_penalty_factor(n, length_penalty), lp)
+                for s, lp, n, t in zip(scores, logps, lens, toks, strict=True)
+                if s != NEG_INF
+            ]
+            if on_finished is not None:
+                on_finished(i, results[i])
 
     sent = torch.arange(batch, device=device)  # alive sentence -> batch index
     # The first step runs one row per sentence; its top K extensions then fill the beam, and
@@ -366,6 +402,7 @@ def beam_search(
         bound = cum[:, 0] / best_len_penalty
         done = (finished[sent] >= k) | (limit < step) | (bound <= pool_score[sent, -1])
         if bool(done.any()):
+            finish(sent[done])
             keep_sent = (~done).nonzero().squeeze(1)
             if keep_sent.numel() == 0:
                 break
@@ -381,17 +418,6 @@ def beam_search(
                 cache.reorder(rows.view(-1))
         last = tokens.view(-1)
 
-    results: list[list[Hypothesis]] = []
-    for scores, logps, lens, toks in zip(
-        pool_score.tolist(), pool_logp.tolist(), pool_len.tolist(), pool_tokens.tolist(),
-        strict=True,
-    ):
-        # The score is recomputed in float64 from the same sums, exactly as greedy search does.
-        results.append([
-            Hypothesis(t[: n - 1], lp / length_penalty_factor(n, length_penalty), lp)
-            for s, lp, n, t in zip(scores, logps, lens, toks, strict=True)
-            if s != NEG_INF
-        ])
     return results
 
 
@@ -413,6 +439,7 @@ def translate_lines(
     *,
     batch_tokens: int,
     progress: Callable[[int], None] | None = None,
+    on_finished: Finished | None = None,
     **generate_kwargs,
 ) -> Translations:
     """Translate raw text lines with `generate`; n-best lists come back in input order.
@@ -421,13 +448,22 @@ def translate_lines(
     padding (wasted compute) small. Empty or whitespace-only lines never reach the model and
     get one empty hypothesis (score 0). A source longer than max_positions - 1 tokens is cut
     to fit (EOS appended after the cut) and counted in `truncated`. `progress` is called with
-    the number of lines finished after each batch.
+    the number of lines finished after each batch; `on_finished(line index, hypotheses)` as
+    soon as a line's search is over (see `generate`).
     """
     model, tokenizer = loaded.model, loaded.tokenizer
     c = model.config
     device = next(model.parameters()).device
-    hypotheses = [[Hypothesis([], 0.0, 0.0)] for _ in lines]
+    hypotheses: list[list[Hypothesis]] = [[] for _ in lines]
+
+    def finished(index: int, hyps: list[Hypothesis]) -> None:
+        hypotheses[index] = hyps
+        if on_finished is not None:
+            on_finished(index, hyps)
+
     todo = [i for i, line in enumerate(lines) if line.strip()]
+    for i in sorted(set(range(len(lines))) - set(todo)):
+        finished(i, [Hypothesis([], 0.0, 0.0)])
     if progress is not None and len(todo) < len(lines):
         progress(len(lines) - len(todo))
     cap = c.max_positions - 1
@@ -439,9 +475,8 @@ def translate_lines(
         src = torch.full((len(batch), longest), c.pad_id, dtype=torch.long)
         for row, j in enumerate(batch):
             src[row, : len(sources[j])] = torch.tensor(sources[j])
-        for j, hyps in zip(batch, generate(model, src.to(device), **generate_kwargs),
-                           strict=True):
-            hypotheses[todo[j]] = hyps
+        generate(model, src.to(device), **generate_kwargs,
+                 on_finished=lambda row, hyps, batch=batch: finished(todo[batch[row]], hyps))
         if progress is not None:
             progress(len(batch))
     return Translations(hypotheses, truncated)

@@ -7,7 +7,6 @@ the optional `serve` extra (FastAPI, uvicorn); `transformer_mt.server` is the ap
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 
 from transformer_mt.errors import UserError
@@ -81,10 +80,6 @@ def run(args: argparse.Namespace) -> int:
         max_chars=args.max_chars, max_texts=args.max_texts, queue_size=args.queue_size,
         timeout=args.timeout,
     )
-    # uvicorn re-raises the signal that stopped it once it has drained; a handler of our own
-    # receives it then, so a drained server exits 0 rather than dying of SIGTERM.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: None)
     serve_forever(settings, args.host, args.port, args.log_level)
     print("transformer-mt: serve: stopped", file=sys.stderr)
     return 0

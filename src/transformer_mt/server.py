@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import signal
 import threading
 import time
 from collections import deque
@@ -78,7 +79,8 @@ class ApiError(Exception):
 @dataclass(eq=False)
 class Job:
     """One request's work: texts to translate with `options`, or, when `call` is set, a
-    function to run alone on the translator (attention). The worker fills in `future`."""
+    function to run alone on the translator (attention). The worker fills in `future`, as
+    soon as the last of the job's texts is done (not when its whole batch is)."""
 
     loop: asyncio.AbstractEventLoop
     texts: list[str] = field(default_factory=list)
@@ -89,9 +91,23 @@ class Job:
     future: asyncio.Future = field(init=False)
     arrived: float = field(default_factory=time.monotonic)
     abandoned: bool = False  # its request timed out: skip it if it has not started
+    results: list[list[Hypothesis] | None] = field(init=False)
+    left: int = field(init=False)  # texts still being translated
 
     def __post_init__(self) -> None:
         self.future = self.loop.create_future()
+        self.begin()
+
+    def begin(self) -> None:
+        """Forget any partial results (a failed merged batch runs again job by job)."""
+        self.results, self.left = [None] * len(self.texts), len(self.texts)
+
+    def collect(self, k: int, hypotheses: list[Hypothesis]) -> None:
+        """Keep text k's n-best list; answer the request once every text has one."""
+        self.results[k] = hypotheses
+        self.left -= 1
+        if self.left == 0:
+            self.finish(self.results)
 
     @property
     def alone(self) -> bool:
@@ -113,7 +129,9 @@ class Job:
 
 
 class Batcher:
-    """The one thread that runs the model, fed by a bounded queue of jobs."""
+    """The model's one loop, fed by a bounded queue of jobs. `run` is called on the main
+    thread: MKL's matrix products run at about half speed from any other thread (measured
+    with 2 threads, docs/benchmarks.md), so HTTP gets the other thread."""
 
     def __init__(self, translator: Translator, settings: ServerSettings) -> None:
         self.translator = translator
@@ -122,18 +140,14 @@ class Batcher:
         self.cond = threading.Condition()
         self.stopping = False
         self.batches = 0
-        self.thread = threading.Thread(target=self._work, name="transformer-mt-batcher",
-                                       daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
+        self.free_since = 0.0  # when the last batch ended
+        self.last_size = 0  # requests in the last batch
 
     def stop(self) -> None:
-        """Finish every job already queued, then end the worker."""
+        """Refuse new jobs; `run` returns once the queued ones are done."""
         with self.cond:
             self.stopping = True
             self.cond.notify()
-        self.thread.join()
 
     def submit(self, job: Job) -> None:
         """Queue a job, or refuse it with 503 when the queue is full or the server stops."""
@@ -163,8 +177,15 @@ class Batcher:
         return batch, tokens >= self.settings.batch_tokens
 
     def _next_batch(self) -> list[Job] | None:
-        """Wait until a batch should start (budget full, or its oldest job has waited
-        max_wait), take it off the queue; None once stopping with nothing left."""
+        """Wait until a batch should start, take it off the queue; None once stopping with
+        nothing left. A batch starts when one of these holds:
+        - its token budget is full;
+        - it has as many requests as the last batch, if that had several: that batch's
+          clients are back (clients that wait for each answer before sending again would
+          otherwise split into two cohorts of half-size batches that take turns);
+        - its oldest request has waited max_wait, counted from the later of its arrival and
+          the end of the last batch (so the clients just answered have time to come back).
+        """
         with self.cond:
             while True:
                 for job in [j for j in self.pending if j.abandoned]:
@@ -175,21 +196,27 @@ class Batcher:
                     self.cond.wait()
                     continue
                 batch, full = self._select()
-                wait = self.pending[0].arrived + self.settings.max_wait - time.monotonic()
-                if full or wait <= 0 or self.stopping:
+                start = max(self.pending[0].arrived, self.free_since)
+                wait = start + self.settings.max_wait - time.monotonic()
+                back = self.last_size > 1 and len(batch) >= self.last_size
+                if full or back or wait <= 0 or self.stopping:
                     for job in batch:
                         self.pending.remove(job)
+                    self.last_size = len(batch)
                     return batch
                 self.cond.wait(wait)
 
-    def _work(self) -> None:
+    def run(self) -> None:
+        """Run batches until `stop` and an empty queue."""
         while (batch := self._next_batch()) is not None:
             self.batches += 1
             self._run(batch)
+            self.free_since = time.monotonic()
 
     def _run(self, batch: list[Job]) -> None:
-        """Translate a batch and give each job its slice; a failing merged batch is retried
-        job by job so that only the job at fault gets the error."""
+        """Translate a batch, answering each job as soon as its texts are done; a failing
+        merged batch is retried job by job (those not answered yet), so that only the job at
+        fault gets the error."""
         first = batch[0]
         try:
             if first.call is not None:
@@ -199,21 +226,22 @@ class Batcher:
             if first.seed is not None:
                 generator = torch.Generator(device=self.translator.device)
                 generator.manual_seed(first.seed)
-            texts = [text for job in batch for text in job.texts]
-            result = self.translator.search(texts, first.options,
-                                            batch_tokens=self.settings.batch_tokens,
-                                            generator=generator)
+            owners = []  # text index in the batch -> (job, index in the job)
+            for job in batch:
+                job.begin()
+                owners += [(job, k) for k in range(len(job.texts))]
+            self.translator.search(
+                [job.texts[k] for job, k in owners], first.options,
+                batch_tokens=self.settings.batch_tokens, generator=generator,
+                on_finished=lambda i, hypotheses: owners[i][0].collect(owners[i][1], hypotheses),
+            )
         except Exception as exc:  # noqa: BLE001 - any failure must reach its request
             if len(batch) > 1:
                 for job in batch:
-                    self._run([job])
+                    if job.left:
+                        self._run([job])
             else:
                 first.finish(error=exc)
-            return
-        start = 0
-        for job in batch:
-            job.finish(result.hypotheses[start:start + len(job.texts)])
-            start += len(job.texts)
 
 
 # Body of POST /v1/translate: the texts, every search option of `translate` (the fields of
@@ -260,6 +288,24 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
     return 422, f"{where}: {first.get('msg', 'invalid value')}"
 
 
+class BodyLimit:
+    """413 for a body whose Content-Length is over the limit, before it is read. A plain ASGI
+    middleware: Starlette's BaseHTTPMiddleware costs ~0.3 ms a request."""
+
+    def __init__(self, app: Callable, max_body: int) -> None:
+        self.app, self.max_body = app, max_body
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http":
+            length = dict(scope["headers"]).get(b"content-length", b"0")
+            if length.isdigit() and int(length) > self.max_body:
+                response = _error(413, f"request body of {length.decode()} bytes is over the "
+                                  f"limit ({self.max_body} bytes)")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(batcher: Batcher) -> FastAPI:
     """The FastAPI application over a started batcher."""
     settings, translator = batcher.settings, batcher.translator
@@ -285,13 +331,7 @@ def create_app(batcher: Batcher) -> FastAPI:
     async def internal(request: Request, exc: Exception) -> JSONResponse:
         return _error(500, f"internal error: {type(exc).__name__}: {exc}"[:300])
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Callable) -> Any:
-        length = request.headers.get("content-length", "0")
-        if length.isdigit() and int(length) > max_body:
-            return _error(413, f"request body of {length} bytes is over the limit "
-                          f"({max_body} bytes)")
-        return await call_next(request)
+    app.add_middleware(BodyLimit, max_body=max_body)
 
     def check_texts(texts: list[str]) -> None:
         if not texts:
@@ -330,7 +370,7 @@ def create_app(batcher: Batcher) -> FastAPI:
 
     @app.get("/health")
     async def health() -> JSONResponse:
-        if batcher.stopping or not batcher.thread.is_alive():
+        if batcher.stopping:
             return _error(503, "shutting down", {"Retry-After": "5"})
         return JSONResponse({"status": "ok"})
 
@@ -429,8 +469,10 @@ def create_app(batcher: Batcher) -> FastAPI:
 
 
 def serve_forever(settings: ServerSettings, host: str, port: int, log_level: str) -> None:
-    """Load the model (a bad checkpoint fails here, before the port opens), then serve until
-    uvicorn is told to stop and has drained; the batcher finishes last."""
+    """Load the model (a bad checkpoint fails here, before the port opens), then serve: HTTP
+    on a thread of its own, the model on this (main) thread. SIGTERM / SIGINT tell uvicorn to
+    stop accepting and drain the requests in flight, which the model keeps serving; then the
+    model loop ends too."""
     translator = Translator.from_checkpoint(settings.checkpoint, device=settings.device,
                                             quantize=settings.quantize,
                                             cpu_gemm=settings.cpu_gemm)
@@ -438,11 +480,22 @@ def serve_forever(settings: ServerSettings, host: str, port: int, log_level: str
     app = create_app(batcher)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level,
                                            timeout_graceful_shutdown=None))
-    batcher.start()
+
+    def http() -> None:
+        try:
+            server.run()
+        finally:
+            batcher.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, server.handle_exit)
+    thread = threading.Thread(target=http, name="transformer-mt-http")
+    thread.start()
     print(f"transformer-mt: serving {translator.src_lang}-{translator.tgt_lang} on "
           f"http://{host}:{port}/ (SIGTERM or Ctrl+C stops it after the requests in flight)",
           flush=True)
-    try:
-        server.run()
-    finally:
-        batcher.stop()
+    batcher.run()
+    thread.join()
+    if not server.started:
+        raise UserError(f"serve: could not listen on {host}:{port} (uvicorn's message is above; "
+                        "pick another --port or stop what uses it)")

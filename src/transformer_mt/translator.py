@@ -24,7 +24,13 @@ from dataclasses import dataclass
 import torch
 
 from transformer_mt.checkpoint import LoadedModel, load_for_inference
-from transformer_mt.decoding import Hypothesis, SearchOptions, Translations, translate_lines
+from transformer_mt.decoding import (
+    Finished,
+    Hypothesis,
+    SearchOptions,
+    Translations,
+    translate_lines,
+)
 from transformer_mt.errors import UserError
 from transformer_mt.model.cpu_gemm import apply_cpu_gemm
 from transformer_mt.model.quantize import quantize as quantize_model
@@ -130,10 +136,11 @@ class Translator:
     def search(
         self, texts: Sequence[str], options: SearchOptions | None = None, *,
         batch_tokens: int = 4096, generator: torch.Generator | None = None,
-        progress: Callable[[int], None] | None = None,
+        progress: Callable[[int], None] | None = None, on_finished: Finished | None = None,
     ) -> Translations:
         """N-best hypotheses (token ids and scores) for every text, in input order, plus the
         count of texts cut to fit the model: what the CLI and the server format their own way.
+        `on_finished(text index, hypotheses)` is called as soon as each text is done.
         """
         options = (options or SearchOptions()).check()
         if batch_tokens < 1:
@@ -143,7 +150,7 @@ class Translator:
         with autocast, torch.inference_mode():
             return translate_lines(
                 self.loaded, texts, batch_tokens=batch_tokens, progress=progress,
-                generator=generator, **vars(options),
+                on_finished=on_finished, generator=generator, **vars(options),
             )
 
     def texts(self, hypotheses: Sequence[Hypothesis]) -> list[str]:
