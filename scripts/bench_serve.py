@@ -2,16 +2,18 @@
 
 For each server mode (dynamic batching on; batching off, i.e. one request at a time as
 OpenNMT-py's server and LibreTranslate work) a fresh `transformer-mt serve` process is started
-on 127.0.0.1, warmed up, and then, for each client count C (default 1, 8, 32, 128), C client
-threads each send single test2016 sentences to POST /translate (LibreTranslate's API), one
-after the other on a kept-alive connection, until the sentences of that level are used up or
-its time limit passes. Reported per level: sentences/s (completed requests / wall time) and
-the p50 / p95 request latency. The reference is offline `Translator.translate` of the same
-sentences in this process (what `transformer-mt translate` runs), with the same beam.
+on 127.0.0.1, warmed up, and then, for each client count C (default 1, 8, 32, 128), C clients
+each send single test2016 sentences to POST /translate (LibreTranslate's API), one after the
+other on a kept-alive connection, until the sentences of that level are used up or its time
+limit passes. Reported per level: sentences/s (completed requests / wall time), the p50 / p95
+request latency, and the CPU seconds the clients used. The reference is offline
+`Translator.translate` of the same sentences in this process (what `transformer-mt translate`
+runs), with the same beam: the median of 3 passes.
 
 Bounded: at most --sentences requests per level and --level-timeout seconds per level; every
-request goes to 127.0.0.1. The clients run in this process and share the CPU with the server,
-as clients on the same host would.
+request goes to 127.0.0.1. The clients are asyncio connections in this process, which write
+prepared requests and read the answers, so that they take as little as possible of the CPU
+they share with the server.
 
   python scripts/bench_serve.py --checkpoint runs/demo/averaged.ckpt
   python scripts/bench_serve.py --checkpoint CKPT --sentences 256 --json runs/bench_serve.json \
@@ -21,6 +23,7 @@ as clients on the same host would.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import http.client
 import json
 import lzma
@@ -31,7 +34,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -72,46 +74,55 @@ def start_server(checkpoint: str, batching: bool, max_wait_ms: float, threads: i
     raise SystemExit("bench_serve: the server did not start within 120 s")
 
 
-def run_level(port: int, sentences: list[str], clients: int, time_limit: float) -> dict[str, Any]:
-    """C clients sending one sentence per request until the sentences or the time run out."""
-    lock = threading.Lock()
-    todo = iter(sentences)
-    latencies: list[float] = []
-    errors: list[str] = []
+def request_bytes(sentence: str) -> bytes:
+    """One LibreTranslate POST /translate request, ready to write on a kept-alive connection."""
+    body = json.dumps({"q": sentence, "source": "en", "target": "de"}).encode()
+    head = (f"POST /translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
+    return head.encode() + body
+
+
+async def clients_loop(port: int, requests: list[bytes], clients: int, time_limit: float,
+                       latencies: list[float], errors: list[str]) -> None:
+    """C clients, each on its own connection, sending the next request when the last answer
+    has arrived, until the requests or the time run out."""
+    todo = iter(requests)
     deadline = time.monotonic() + time_limit
 
-    def client() -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-        while time.monotonic() < deadline:
-            with lock:
-                sentence = next(todo, None)
-            if sentence is None:
-                return
-            body = json.dumps({"q": sentence, "source": "en", "target": "de"})
+    async def client() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for request in todo:
+            if time.monotonic() > deadline:
+                break
             started = time.perf_counter()
-            connection.request("POST", "/translate", body,
-                               {"Content-Type": "application/json"})
-            response = connection.getresponse()
-            payload = response.read()
-            elapsed = time.perf_counter() - started
-            with lock:
-                if response.status == 200:
-                    latencies.append(elapsed)
-                else:
-                    errors.append(f"{response.status} {payload[:100]!r}")
-        connection.close()
+            writer.write(request)
+            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+            fields = dict(line.split(":", 1) for line in head.split("\r\n")[1:] if ":" in line)
+            length = int({k.lower(): v for k, v in fields.items()}["content-length"])
+            payload = await reader.readexactly(length)
+            if head.startswith("HTTP/1.1 200"):
+                latencies.append(time.perf_counter() - started)
+            else:
+                errors.append(f"{head.split(chr(13))[0]} {payload[:100]!r}")
+        writer.close()
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
+    await asyncio.gather(*(client() for _ in range(clients)))
+
+
+def run_level(port: int, sentences: list[str], clients: int, time_limit: float) -> dict[str, Any]:
+    """C clients sending one sentence per request until the sentences or the time run out;
+    with the CPU seconds the clients themselves used (they share the machine's cores)."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    requests = [request_bytes(s) for s in sentences]
+    cpu = time.process_time()
     started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    asyncio.run(clients_loop(port, requests, clients, time_limit, latencies, errors))
     wall = time.perf_counter() - started
     latencies.sort()
     return {
         "clients": clients, "requests": len(latencies), "errors": len(errors),
-        "seconds": round(wall, 2),
+        "seconds": round(wall, 2), "client_cpu_s": round(time.process_time() - cpu, 2),
         "sentences_per_s": round(len(latencies) / wall, 2),
         "p50_ms": round(1000 * statistics.median(latencies), 1) if latencies else None,
         "p95_ms": round(1000 * latencies[max(0, int(0.95 * len(latencies)) - 1)], 1)
@@ -120,14 +131,17 @@ def run_level(port: int, sentences: list[str], clients: int, time_limit: float) 
 
 
 def offline(checkpoint: str, sentences: list[str]) -> dict[str, Any]:
-    """`Translator.translate` of all sentences at once, in this process."""
+    """`Translator.translate` of all sentences at once, in this process (median of 3)."""
     from transformer_mt.translator import Translator
 
     translator = Translator.from_checkpoint(checkpoint, device="cpu")
     translator.translate(sentences[:8])  # warm-up
-    started = time.perf_counter()
-    translator.translate(sentences)
-    wall = time.perf_counter() - started
+    walls = []
+    for _ in range(3):
+        started = time.perf_counter()
+        translator.translate(sentences)
+        walls.append(time.perf_counter() - started)
+    wall = statistics.median(walls)
     return {"sentences": len(sentences), "seconds": round(wall, 2),
             "sentences_per_s": round(len(sentences) / wall, 2)}
 

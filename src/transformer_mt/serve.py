@@ -18,7 +18,7 @@ LIMITS = {
     "batching": {
         "--batch-tokens": (int, 4096, "N", "source-token budget of one batch across requests"),
         "--max-wait-ms": (float, 10.0, "MS", "how long the oldest waiting text may wait for "
-                          "others to join its batch"),
+                          "others to join its batch (from the end of the last batch if later)"),
     },
     "limits": {
         "--max-chars": (int, 2000, "N", "longest text accepted, in characters (413 beyond)"),

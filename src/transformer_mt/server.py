@@ -1,12 +1,13 @@
 """The HTTP application of `transformer-mt serve`: FastAPI routes over one model and one batcher.
 
 One process holds one model copy. Requests never run the model themselves: they hand their
-texts to the `Batcher`, whose single worker thread merges what is waiting into batches by a
-source-token budget (dynamic batching: the more clients, the fuller each batch, the more
-sentences per second) and hands each request its own results back. Requests with different
+texts to the `Batcher`, whose loop (on the main thread; HTTP runs on another) merges what is
+waiting into batches by a source-token budget (dynamic batching: the more clients, the fuller
+each batch, the more sentences per second) and answers each request as soon as its own texts
+are done. Requests with different
 search options never share a batch; a sampling request with a seed runs alone (its samples
 must not depend on its neighbours). A failing merged batch is retried request by request, so a
-bad request cannot spoil another one's result or stop the worker.
+bad request cannot spoil another one's result or stop the model loop.
 
 Errors are JSON `{"error": message}` with the status that says what went wrong: 400 malformed
 JSON or a language pair the model does not translate, 422 a well-formed body with missing or
@@ -14,7 +15,7 @@ wrong fields or impossible options, 413 a text or request over the limits, 503 a
 (with Retry-After), 504 a request that waited longer than the timeout.
 
 Shutdown (SIGTERM, Ctrl+C) is uvicorn's: it stops accepting connections and waits for the
-requests in flight, which the worker keeps serving; then the worker stops.
+requests in flight, which the model loop keeps serving; then the loop stops.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class ApiError(Exception):
 @dataclass(eq=False)
 class Job:
     """One request's work: texts to translate with `options`, or, when `call` is set, a
-    function to run alone on the translator (attention). The worker fills in `future`, as
+    function to run alone on the translator (attention). The model loop fills in `future`, as
     soon as the last of the job's texts is done (not when its whole batch is)."""
 
     loop: asyncio.AbstractEventLoop
@@ -115,7 +116,7 @@ class Job:
         return self.call is not None or (self.options.sampling and self.seed is not None)
 
     def finish(self, result: Any = None, error: BaseException | None = None) -> None:
-        """Hand the result (or error) to the waiting request, from the worker thread."""
+        """Hand the result (or error) to the waiting request, from the model loop."""
 
         def settle() -> None:
             if self.future.done():  # the request gave up (timeout) meanwhile
