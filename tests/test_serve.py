@@ -3,6 +3,7 @@ error status, 64 concurrent requests, a SIGTERM drain, and the page in a real br
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -24,10 +25,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-pytest.importorskip("fastapi", reason="the 'serve' extra is not installed")
+from tests.conftest import import_extra
+
+import_extra("fastapi", "serve")
 
 from transformer_mt import Translator, cli  # noqa: E402
 from transformer_mt.attention import attention_arrays, sentence_ids  # noqa: E402
+from transformer_mt.server import Batcher, Job, ServerSettings  # noqa: E402
 
 WORDS = "the a cat dog house tree runs sleeps eats big small red green blue over under".split()
 
@@ -253,6 +257,40 @@ def test_64_concurrent_requests_each_get_their_own_translation(
     assert [r.body["translations"][0]["text"] for r in replies] == expected
     batches = server.call("/info").body["batching"]["batches_run"] - batches_before
     assert batches < 64, "concurrent requests were never merged into one batch"
+
+
+def next_batch(batcher: Batcher, within: float) -> list[Job] | None:
+    """The batch the model loop would start within `within` seconds, or None."""
+    got: list[list[Job] | None] = []
+    worker = threading.Thread(target=lambda: got.append(batcher._next_batch()), daemon=True)
+    worker.start()
+    worker.join(within)
+    if worker.is_alive():
+        batcher.stop()  # a stopping batcher starts what it has: the thread ends
+        worker.join()
+        return None
+    return got[0]
+
+
+def test_a_batch_starts_when_the_last_batchs_clients_are_back() -> None:
+    """With an hour's --max-wait-ms, only the rule "as many requests as the last batch" can
+    start a batch early: the first batch waits; after a batch of 1 a lone request starts at
+    once; after a batch of 3, two requests wait and a third makes the batch start."""
+    loop = asyncio.new_event_loop()
+    settings = ServerSettings(checkpoint="unused", max_wait=3600.0)
+
+    def batcher_after(last: int, waiting: int) -> Batcher:
+        batcher = Batcher(None, settings)  # type: ignore[arg-type]  # no batch runs here
+        batcher.last_size = last
+        for _ in range(waiting):
+            batcher.submit(Job(loop, ["a text"], tokens=3))
+        return batcher
+
+    assert next_batch(batcher_after(last=0, waiting=1), within=0.5) is None  # the first waits
+    assert len(next_batch(batcher_after(last=1, waiting=1), within=60) or []) == 1
+    assert next_batch(batcher_after(last=3, waiting=2), within=0.5) is None
+    assert len(next_batch(batcher_after(last=3, waiting=3), within=60) or []) == 3
+    loop.close()
 
 
 def test_full_queue_is_503_with_retry_after_and_slow_requests_504(tiny_checkpoint: Path) -> None:

@@ -181,9 +181,10 @@ class Batcher:
         """Wait until a batch should start, take it off the queue; None once stopping with
         nothing left. A batch starts when one of these holds:
         - its token budget is full;
-        - it has as many requests as the last batch, if that had several: that batch's
-          clients are back (clients that wait for each answer before sending again would
-          otherwise split into two cohorts of half-size batches that take turns);
+        - it has as many requests as the last batch (none before the first): that batch's
+          clients are back. Clients that wait for each answer before sending again would
+          otherwise split into two cohorts of half-size batches that take turns, and a lone
+          client would wait max_wait for nobody at every request;
         - its oldest request has waited max_wait, counted from the later of its arrival and
           the end of the last batch (so the clients just answered have time to come back).
         """
@@ -199,7 +200,7 @@ class Batcher:
                 batch, full = self._select()
                 start = max(self.pending[0].arrived, self.free_since)
                 wait = start + self.settings.max_wait - time.monotonic()
-                back = self.last_size > 1 and len(batch) >= self.last_size
+                back = 0 < self.last_size <= len(batch)
                 if full or back or wait <= 0 or self.stopping:
                     for job in batch:
                         self.pending.remove(job)
