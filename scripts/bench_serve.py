@@ -156,8 +156,9 @@ def plot(results: dict[str, Any], path: Path) -> None:
         levels = results[mode]
         ax.plot([r["clients"] for r in levels], [r["sentences_per_s"] for r in levels],
                 marker="o", label=label)
-    ax.axhline(results["offline"]["sentences_per_s"], color="grey", linestyle="--",
-               label="offline Translator.translate")
+    offline = results["offline"]["sentences_per_s"]
+    ax.axhline(offline, color="grey", linestyle="--", label="offline Translator.translate")
+    ax.axhline(0.7 * offline, color="grey", linestyle=":", label="70 % of offline (target)")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("concurrent clients (one sentence per request)")
     ax.set_ylabel("sentences / s")
