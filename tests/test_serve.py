@@ -347,6 +347,21 @@ def test_bad_checkpoint_is_one_line_error(tmp_path: Path, capsys: pytest.Capture
     assert "--queue-size must be > 0, got 0" in capsys.readouterr().err
 
 
+def test_a_port_in_use_is_an_error_not_a_server(server: Server, tiny_checkpoint: Path) -> None:
+    port = server.url.rsplit(":", 1)[1]
+    second = subprocess.run(
+        [sys.executable, "-m", "transformer_mt.cli", "serve", "--checkpoint",
+         str(tiny_checkpoint), "--port", port, "--device", "cpu"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert second.returncode == 2 and "Traceback" not in second.stderr
+    assert second.stderr.splitlines()[-1] == (
+        f"transformer-mt: error: serve: could not listen on 127.0.0.1:{port} (uvicorn's "
+        "message is above; pick another --port or stop what uses it)")
+    assert "serving" not in second.stdout
+    assert server.call("/health").status == 200  # the first server is unharmed
+
+
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 

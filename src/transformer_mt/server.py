@@ -489,15 +489,22 @@ def serve_forever(settings: ServerSettings, host: str, port: int, log_level: str
         finally:
             batcher.stop()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, server.handle_exit)
+    previous = {sig: signal.signal(sig, server.handle_exit)
+                for sig in (signal.SIGTERM, signal.SIGINT)}
     thread = threading.Thread(target=http, name="transformer-mt-http")
     thread.start()
-    print(f"transformer-mt: serving {translator.src_lang}-{translator.tgt_lang} on "
-          f"http://{host}:{port}/ (SIGTERM or Ctrl+C stops it after the requests in flight)",
-          flush=True)
-    batcher.run()
-    thread.join()
-    if not server.started:
-        raise UserError(f"serve: could not listen on {host}:{port} (uvicorn's message is above; "
-                        "pick another --port or stop what uses it)")
+    try:
+        while not server.started and thread.is_alive():  # no request can come before this
+            time.sleep(0.02)
+        if not server.started:
+            thread.join()
+            raise UserError(f"serve: could not listen on {host}:{port} (uvicorn's message is "
+                            "above; pick another --port or stop what uses it)")
+        print(f"transformer-mt: serving {translator.src_lang}-{translator.tgt_lang} on "
+              f"http://{host}:{port}/ (SIGTERM or Ctrl+C stops it after the requests in "
+              "flight)", flush=True)
+        batcher.run()
+        thread.join()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
