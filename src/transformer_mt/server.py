@@ -4,10 +4,10 @@ One process holds one model copy. Requests never run the model themselves: they 
 texts to the `Batcher`, whose loop (on the main thread; HTTP runs on another) merges what is
 waiting into batches by a source-token budget (dynamic batching: the more clients, the fuller
 each batch, the more sentences per second) and answers each request as soon as its own texts
-are done. Requests with different
-search options never share a batch; a sampling request with a seed runs alone (its samples
-must not depend on its neighbours). A failing merged batch is retried request by request, so a
-bad request cannot spoil another one's result or stop the model loop.
+are done. Requests with different search options never share a batch; a sampling request with
+a seed runs alone (its samples must not depend on its neighbours). A failing merged batch is
+retried request by request, so a bad request cannot spoil another one's result or stop the
+model loop.
 
 Errors are JSON `{"error": message}` with the status that says what went wrong: 400 malformed
 JSON or a language pair the model does not translate, 422 a well-formed body with missing or

@@ -73,7 +73,7 @@ class Translator:
     """A model ready to translate, with its tokenizer and language pair.
 
     Thread-compatible, not thread-safe: one thread translates at a time (the server runs
-    every batch on one worker thread).
+    every batch on its one model loop).
     """
 
     def __init__(self, loaded: LoadedModel, precision: str = "fp32",
