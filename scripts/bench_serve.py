@@ -96,10 +96,15 @@ async def clients_loop(port: int, requests: list[bytes], clients: int, time_limi
                 break
             started = time.perf_counter()
             writer.write(request)
-            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
-            fields = dict(line.split(":", 1) for line in head.split("\r\n")[1:] if ":" in line)
-            length = int({k.lower(): v for k, v in fields.items()}["content-length"])
-            payload = await reader.readexactly(length)
+            try:
+                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+                fields = dict(line.split(":", 1) for line in head.split("\r\n")[1:]
+                              if ":" in line)
+                length = int({k.lower(): v for k, v in fields.items()}["content-length"])
+                payload = await reader.readexactly(length)
+            except (asyncio.IncompleteReadError, ConnectionError) as exc:
+                errors.append(f"connection lost: {exc!r}")  # this client stops
+                break
             if head.startswith("HTTP/1.1 200"):
                 latencies.append(time.perf_counter() - started)
             else:

@@ -304,3 +304,15 @@ def test_each_sentence_is_reported_as_soon_as_it_is_done(options: dict) -> None:
     assert steps == 9
     assert [len(hyps[0].tokens) for hyps in results] == [1, 8, 4]
     assert all(results[row] == hyps for row, _, hyps in reported)
+
+
+def test_a_row_that_never_ends_still_gets_a_hypothesis() -> None:
+    """If EOS could not be picked even where it is forced (its log-probability -inf after an
+    overflow), the search still ends at the length limit and every sentence is reported."""
+    reported = []
+    results = decoding._one_path_per_row(
+        tiny_model(), make_src([3, 5], vocab=12), lambda logp: torch.full_like(logp[:, 0], 5,
+                                                                             dtype=torch.long),
+        copies=2, alpha=0.6, max_len_a=1.0, max_len_b=0,
+        on_finished=lambda row, hyps: reported.append(row))
+    assert sorted(reported) == [0, 1] and [len(hyps) for hyps in results] == [2, 2]

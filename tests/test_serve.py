@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from tests.conftest import import_extra
 
@@ -31,6 +32,7 @@ import_extra("fastapi", "serve")
 
 from transformer_mt import Translator, cli  # noqa: E402
 from transformer_mt.attention import attention_arrays, sentence_ids  # noqa: E402
+from transformer_mt.decoding import Hypothesis  # noqa: E402
 from transformer_mt.server import Batcher, Job, ServerSettings  # noqa: E402
 
 WORDS = "the a cat dog house tree runs sleeps eats big small red green blue over under".split()
@@ -293,6 +295,35 @@ def test_a_batch_starts_when_the_last_batchs_clients_are_back() -> None:
     loop.close()
 
 
+def test_a_failing_batch_retries_only_the_requests_not_answered_yet() -> None:
+    """A merged batch of three requests whose search answers the first text, then fails on
+    the second: the first keeps its answer (not re-run), the bad request alone gets the
+    error, the third is translated again on its own."""
+    calls: list[list[str]] = []
+
+    class FailingTranslator:
+        device = torch.device("cpu")
+
+        def search(self, texts, options, *, batch_tokens, generator, on_finished):
+            calls.append(list(texts))
+            for i, text in enumerate(texts):
+                if text == "bad":
+                    raise ValueError("a text this model cannot take")
+                on_finished(i, [Hypothesis([len(text)], 0.0, 0.0)])
+
+    loop = asyncio.new_event_loop()
+    batcher = Batcher(FailingTranslator(), ServerSettings(checkpoint="unused"))  # type: ignore[arg-type]
+    jobs = [Job(loop, [text], tokens=2) for text in ("first", "bad", "third")]
+    batcher._run(jobs)
+    settled = loop.run_until_complete(asyncio.gather(*(j.future for j in jobs),
+                                                     return_exceptions=True))
+    loop.close()
+    assert calls == [["first", "bad", "third"], ["bad"], ["third"]]
+    assert settled[0] == [[Hypothesis([5], 0.0, 0.0)]]
+    assert isinstance(settled[1], ValueError)
+    assert settled[2] == [[Hypothesis([5], 0.0, 0.0)]]
+
+
 def test_full_queue_is_503_with_retry_after_and_slow_requests_504(tiny_checkpoint: Path) -> None:
     """A 2 s batching window, room for one waiting request and a 0.5 s timeout: the first
     request waits (then times out, 504), the second finds the queue full (503)."""
@@ -356,8 +387,8 @@ def test_a_port_in_use_is_an_error_not_a_server(server: Server, tiny_checkpoint:
     )
     assert second.returncode == 2 and "Traceback" not in second.stderr
     assert second.stderr.splitlines()[-1] == (
-        f"transformer-mt: error: serve: could not listen on 127.0.0.1:{port} (uvicorn's "
-        "message is above; pick another --port or stop what uses it)")
+        f"transformer-mt: error: serve: could not start on 127.0.0.1:{port} (uvicorn's "
+        "message is above; a port in use: pick another --port or stop what uses it)")
     assert "serving" not in second.stdout
     assert server.call("/health").status == 200  # the first server is unharmed
 

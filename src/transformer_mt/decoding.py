@@ -254,16 +254,20 @@ def _one_path_per_row(
     results: list[list[Hypothesis]] = [[] for _ in range(batch)]
     rows_left = [copies] * batch
 
-    def finish(sentence: int) -> None:
-        span = slice(sentence * copies, (sentence + 1) * copies)
-        hyps = [
-            Hypothesis(toks[: n - 1], lp / length_penalty_factor(n, alpha), lp)
-            for toks, n, lp in zip(out_tokens[span].tolist(), out_len[span].tolist(),
-                                   out_logp[span].tolist(), strict=True)
-        ]
-        results[sentence] = sorted(hyps, key=lambda h: h.score, reverse=True)
-        if on_finished is not None:
-            on_finished(sentence, results[sentence])
+    def finish(sentences: list[int]) -> None:
+        """The n-best lists of `sentences`, whose rows have all ended (one read of the output
+        tensors for all of them: on a GPU each read waits for the device)."""
+        out_rows = torch.tensor([i * copies + c for i in sentences for c in range(copies)],
+                                device=src.device)
+        toks, lens, logps = (out_tokens[out_rows].tolist(), out_len[out_rows].tolist(),
+                             out_logp[out_rows].tolist())
+        for j, sentence in enumerate(sentences):
+            span = slice(j * copies, (j + 1) * copies)
+            hyps = [Hypothesis(t[: n - 1], lp / length_penalty_factor(n, alpha), lp)
+                    for t, n, lp in zip(toks[span], lens[span], logps[span], strict=True)]
+            results[sentence] = sorted(hyps, key=lambda h: h.score, reverse=True)
+            if on_finished is not None:
+                on_finished(sentence, results[sentence])
 
     rows = torch.arange(n_rows, device=src.device)  # active row -> output row
     logp_sum = torch.zeros(n_rows, device=src.device)
@@ -277,16 +281,23 @@ def _one_path_per_row(
         if bool(ended.any()):
             out_logp[rows[ended]] = logp_sum[ended]
             out_len[rows[ended]] = step
+            done = []
             for row in rows[ended].tolist():
                 rows_left[row // copies] -= 1
                 if rows_left[row // copies] == 0:
-                    finish(row // copies)
+                    done.append(row // copies)
+            if done:
+                finish(done)
             alive = (~ended).nonzero().squeeze(1)
             if alive.numel() == 0:
                 break
             state.reorder(alive)
             rows, tokens, limit = rows[alive], tokens[alive], limit[alive]
             logp_sum = logp_sum[alive]
+    # EOS is forced at the length limit, so every row has ended, unless the model's EOS
+    # log-probability is -inf there (an overflowed logit): those get what they hold.
+    if unended := [i for i, left in enumerate(rows_left) if left]:
+        finish(unended)
     return results
 
 

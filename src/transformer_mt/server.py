@@ -126,7 +126,10 @@ class Job:
             else:
                 self.future.set_exception(error)
 
-        self.loop.call_soon_threadsafe(settle)
+        try:
+            self.loop.call_soon_threadsafe(settle)
+        except RuntimeError:  # the HTTP loop has ended (a forced stop): nobody is waiting
+            pass
 
 
 class Batcher:
@@ -309,7 +312,7 @@ class BodyLimit:
 
 
 def create_app(batcher: Batcher) -> FastAPI:
-    """The FastAPI application over a started batcher."""
+    """The FastAPI application over a batcher (whose loop runs elsewhere)."""
     settings, translator = batcher.settings, batcher.translator
     src, tgt = translator.src_lang, translator.tgt_lang
     config = translator.loaded.model.config
@@ -494,17 +497,18 @@ def serve_forever(settings: ServerSettings, host: str, port: int, log_level: str
     thread = threading.Thread(target=http, name="transformer-mt-http")
     thread.start()
     try:
-        while not server.started and thread.is_alive():  # no request can come before this
+        while not server.started and thread.is_alive():  # requests queue until batcher.run
             time.sleep(0.02)
         if not server.started:
             thread.join()
-            raise UserError(f"serve: could not listen on {host}:{port} (uvicorn's message is "
-                            "above; pick another --port or stop what uses it)")
+            raise UserError(f"serve: could not start on {host}:{port} (uvicorn's message is "
+                            "above; a port in use: pick another --port or stop what uses it)")
         print(f"transformer-mt: serving {translator.src_lang}-{translator.tgt_lang} on "
               f"http://{host}:{port}/ (SIGTERM or Ctrl+C stops it after the requests in "
               "flight)", flush=True)
         batcher.run()
         thread.join()
     finally:
+        server.should_exit = True  # the model loop failed: stop HTTP too (no-op after a drain)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
