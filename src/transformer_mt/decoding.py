@@ -472,9 +472,12 @@ def translate_lines(
         if on_finished is not None:
             on_finished(index, hyps)
 
-    todo = [i for i, line in enumerate(lines) if line.strip()]
-    for i in sorted(set(range(len(lines))) - set(todo)):
-        finished(i, [Hypothesis([], 0.0, 0.0)])
+    todo = []  # the lines the model translates
+    for i, line in enumerate(lines):
+        if line.strip():
+            todo.append(i)
+        else:
+            finished(i, [Hypothesis([], 0.0, 0.0)])
     if progress is not None and len(todo) < len(lines):
         progress(len(lines) - len(todo))
     cap = c.max_positions - 1
