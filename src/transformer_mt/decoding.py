@@ -62,6 +62,14 @@ def length_penalty_factor(length: int | Tensor, alpha: float) -> float | Tensor:
     return ((5 + length) / 6) ** alpha
 
 
+def ended_hypothesis(path: list[int], length: int, log_prob: float, alpha: float) -> Hypothesis:
+    """The hypothesis of a path that ended with EOS after `length` tokens (EOS included); its
+    score is computed in float64 from the summed log-probability, the same way for every
+    search, so greedy, sampling and beam search rank alike."""
+    return Hypothesis(path[: length - 1], log_prob / length_penalty_factor(length, alpha),
+                      log_prob)
+
+
 def max_lengths(model: Transformer, src: Tensor, a: float, b: int) -> Tensor:
     """Per sentence, the most tokens (EOS excluded) a hypothesis may have: a * src_len + b,
     capped so that BOS + tokens never exceed the model's position table."""
@@ -263,7 +271,7 @@ def _one_path_per_row(
                              out_logp[out_rows].tolist())
         for j, sentence in enumerate(sentences):
             span = slice(j * copies, (j + 1) * copies)
-            hyps = [Hypothesis(t[: n - 1], lp / length_penalty_factor(n, alpha), lp)
+            hyps = [ended_hypothesis(t, n, lp, alpha)
                     for t, n, lp in zip(toks[span], lens[span], logps[span], strict=True)]
             results[sentence] = sorted(hyps, key=lambda h: h.score, reverse=True)
             if on_finished is not None:
@@ -347,12 +355,9 @@ def beam_search(
             done_sent.tolist(), pool_score[done_sent].tolist(), pool_logp[done_sent].tolist(),
             pool_len[done_sent].tolist(), pool_tokens[done_sent].tolist(), strict=True,
         ):
-            # The score is recomputed in float64 from the same sums, as greedy search does.
-            results[i] = [
-                Hypothesis(t[: n - 1], lp / length_penalty_factor(n, length_penalty), lp)
-                for s, lp, n, t in zip(scores, logps, lens, toks, strict=True)
-                if s != NEG_INF
-            ]
+            results[i] = [ended_hypothesis(t, n, lp, length_penalty)
+                          for s, lp, n, t in zip(scores, logps, lens, toks, strict=True)
+                          if s != NEG_INF]
             if on_finished is not None:
                 on_finished(i, results[i])
 
