@@ -6,9 +6,12 @@ on 127.0.0.1, warmed up, and then, for each client count C (default 1, 8, 32, 12
 each send single test2016 sentences to POST /translate (LibreTranslate's API), one after the
 other on a kept-alive connection, until the sentences of that level are used up or its time
 limit passes. Reported per level: sentences/s (completed requests / wall time), the p50 / p95
-request latency, and the CPU seconds the clients used. The reference is offline
-`Translator.translate` of the same sentences in this process (what `transformer-mt translate`
-runs), with the same beam: the median of 3 passes.
+request latency, the CPU seconds the clients used, and from the server's /info the mean
+requests per batch and the share of the wall time its model loop was busy. The reference is
+offline `Translator.translate` of the same sentences in this process (what `transformer-mt
+translate` runs), with the same beam: the median of 3 passes; and the same sentences
+translated --slice-size at a time, in order and sorted by length, the bound of any server
+whose batches hold that many sentences.
 
 Bounded: at most --sentences requests per level and --level-timeout seconds per level; every
 request goes to 127.0.0.1. The clients are asyncio connections in this process, which write
@@ -135,20 +138,43 @@ def run_level(port: int, sentences: list[str], clients: int, time_limit: float) 
     }
 
 
-def offline(checkpoint: str, sentences: list[str]) -> dict[str, Any]:
-    """`Translator.translate` of all sentences at once, in this process (median of 3)."""
+def offline(checkpoint: str, sentences: list[str], slice_size: int) -> dict[str, Any]:
+    """`Translator.translate` of all sentences at once, in this process (median of 3); and,
+    as the bound of any server whose batches hold at most `slice_size` sentences (C clients
+    that each wait for their answer never have more in flight), the same sentences translated
+    `slice_size` at a time: in the clients' order, and sorted by length, where every batch's
+    sentences end together (no batching scheme fills a batch better)."""
     from transformer_mt.translator import Translator
 
     translator = Translator.from_checkpoint(checkpoint, device="cpu")
     translator.translate(sentences[:8])  # warm-up
-    walls = []
-    for _ in range(3):
-        started = time.perf_counter()
-        translator.translate(sentences)
-        walls.append(time.perf_counter() - started)
-    wall = statistics.median(walls)
-    return {"sentences": len(sentences), "seconds": round(wall, 2),
-            "sentences_per_s": round(len(sentences) / wall, 2)}
+
+    def rate(slices: list[list[str]]) -> float:
+        walls = []
+        for _ in range(3):
+            started = time.perf_counter()
+            for part in slices:
+                translator.translate(part)
+            walls.append(time.perf_counter() - started)
+        return round(len(sentences) / statistics.median(walls), 2)
+
+    def cut(texts: list[str]) -> list[list[str]]:
+        return [texts[i:i + slice_size] for i in range(0, len(texts), slice_size)]
+
+    lengths = translator.count_tokens(sentences)
+    by_length = [s for _, s in sorted(zip(lengths, sentences, strict=True), key=lambda p: p[0])]
+    whole = rate([sentences])
+    return {"sentences": len(sentences), "seconds": round(len(sentences) / whole, 2),
+            "sentences_per_s": whole, "slice_size": slice_size,
+            "slices_in_order_per_s": rate(cut(sentences)),
+            "slices_by_length_per_s": rate(cut(by_length))}
+
+
+def batching_counters(port: int) -> dict[str, float]:
+    """The server's batches and requests run so far and its model loop's busy seconds."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request("GET", "/info")
+    return json.loads(connection.getresponse().read())["batching"]
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
@@ -164,6 +190,9 @@ def plot(results: dict[str, Any], path: Path) -> None:
     offline = results["offline"]["sentences_per_s"]
     ax.axhline(offline, color="grey", linestyle="--", label="offline Translator.translate")
     ax.axhline(0.7 * offline, color="grey", linestyle=":", label="70 % of offline (target)")
+    size = results["offline"]["slice_size"]
+    ax.axhline(results["offline"]["slices_by_length_per_s"], color="tab:green", linestyle="-.",
+               label=f"offline, {size} at a time, sorted by length (bound at {size} clients)")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("concurrent clients (one sentence per request)")
     ax.set_ylabel("sentences / s")
@@ -185,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds per level at most")
     parser.add_argument("--max-wait-ms", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the server")
+    parser.add_argument("--slice-size", type=int, default=32,
+                        help="also time offline translation this many sentences at a time")
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--plot", default=None, help="write a PNG plot here")
     args = parser.parse_args(argv)
@@ -208,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                    f"load average {os.getloadavg()[0]:.1f} at start",
         "checkpoint": args.checkpoint, "sentences": len(sentences),
-        "offline": offline(args.checkpoint, sentences),
+        "offline": offline(args.checkpoint, sentences, args.slice_size),
     }
     print(f"offline: {results['offline']}", flush=True)
     for mode, batching in (("batching", True), ("one_at_a_time", False)):
@@ -217,7 +248,14 @@ def main(argv: list[str] | None = None) -> int:
             run_level(port, sentences[:8], 2, 60)  # warm-up
             results[mode] = []
             for clients in levels:
+                before = batching_counters(port)
                 level = run_level(port, sentences, clients, args.level_timeout)
+                after = batching_counters(port)
+                batches = after["batches_run"] - before["batches_run"]
+                level["requests_per_batch"] = round(
+                    (after["requests_run"] - before["requests_run"]) / max(batches, 1), 1)
+                level["model_busy_share"] = round(
+                    (after["busy_s"] - before["busy_s"]) / level["seconds"], 2)
                 print(f"{mode}: {level}", flush=True)
                 results[mode].append(level)
         finally:

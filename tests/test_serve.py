@@ -248,7 +248,7 @@ def test_64_concurrent_requests_each_get_their_own_translation(
     sentences = distinct_sentences(64)
     expected = [translator.translate(s, **options) for s in sentences]  # each alone
     assert len(set(expected)) > 32, "translations must differ to show they are not mixed up"
-    batches_before = server.call("/info").body["batching"]["batches_run"]
+    before = server.call("/info").body["batching"]
 
     def ask(sentence: str) -> Reply:
         return server.call("/v1/translate", {"text": sentence, **options})
@@ -257,8 +257,15 @@ def test_64_concurrent_requests_each_get_their_own_translation(
         replies = list(pool.map(ask, sentences))
     assert [r.status for r in replies] == [200] * 64
     assert [r.body["translations"][0]["text"] for r in replies] == expected
-    batches = server.call("/info").body["batching"]["batches_run"] - batches_before
-    assert batches < 64, "concurrent requests were never merged into one batch"
+    after = server.call("/info").body["batching"]
+    assert after["requests_run"] - before["requests_run"] == 64
+    assert after["batches_run"] - before["batches_run"] < 64, (
+        "concurrent requests were never merged into one batch")
+    deadline = time.monotonic() + 10  # the last batch adds its time once it has returned
+    while after["busy_s"] <= before["busy_s"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+        after = server.call("/info").body["batching"]
+    assert after["busy_s"] > before["busy_s"]
 
 
 def next_batch(batcher: Batcher, within: float) -> list[Job] | None:

@@ -144,6 +144,8 @@ class Batcher:
         self.cond = threading.Condition()
         self.stopping = False
         self.batches = 0
+        self.requests = 0  # jobs run, in all batches
+        self.busy = 0.0  # seconds the model loop spent running batches (utilisation)
         self.free_since = 0.0  # when the last batch ended
         self.last_size = 0  # requests in the last batch
 
@@ -215,8 +217,11 @@ class Batcher:
         """Run batches until `stop` and an empty queue."""
         while (batch := self._next_batch()) is not None:
             self.batches += 1
+            self.requests += len(batch)
+            started = time.monotonic()
             self._run(batch)
             self.free_since = time.monotonic()
+            self.busy += self.free_since - started
 
     def _run(self, batch: list[Job]) -> None:
         """Translate a batch, answering each job as soon as its texts are done; a failing
@@ -388,7 +393,10 @@ def create_app(batcher: Batcher) -> FastAPI:
             "vocabulary": {"kind": "sentencepiece", "size": translator.loaded.tokenizer.vocab_size},
             "device": str(translator.device), "quantize": settings.quantize,
             "batching": {"enabled": settings.batching, "batch_tokens": settings.batch_tokens,
-                         "max_wait_ms": settings.max_wait * 1000, "batches_run": batcher.batches},
+                         "max_wait_ms": settings.max_wait * 1000,
+                         # started so far, and the model loop's busy time (utilisation)
+                         "batches_run": batcher.batches, "requests_run": batcher.requests,
+                         "busy_s": round(batcher.busy, 3)},
             "limits": {"max_chars": settings.max_chars, "max_texts": settings.max_texts,
                        "queue_size": settings.queue_size, "timeout_s": settings.timeout},
         }
