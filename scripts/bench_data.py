@@ -201,7 +201,7 @@ def main() -> None:
     config.write_text(CONFIG.format(data_dir=default_data_dir().resolve(), corpus=corpus,
                                     vocab_size=args.vocab_size, model_type=args.model_type,
                                     cache=cache, run=run_dir))
-    cli = [sys.executable, "-m", "transformer_mt.cli"]
+    cli = [sys.executable, "-m", "transformer_mt.commands.main"]
     with open(corpus / "train.en", "rb") as handle:
         words = sum(len(line.split()) for _, line in zip(range(100_000), handle, strict=False))
     results: dict = {"pairs": args.pairs, "mean_source_words": round(words / 100_000, 1),

@@ -3,7 +3,7 @@
 The checkpoint is exported once with `transformer-mt export` (its parity checks included) to a
 Marian model for `transformers` and a CTranslate2 model, so all systems run the SAME weights:
 
-  ours          decoding.translate_lines (what `transformer-mt translate` runs), with its
+  ours          inference.search.translate_lines (what `transformer-mt translate` runs), with its
                 `--cpu-gemm` choice (auto: oneDNN products on non-Intel CPUs)
   ours-int8     the same after `--quantize int8` (dynamic int8 nn.Linear; CPU only)
   transformers  MarianMTModel.generate on the export, MarianTokenizer in and out
@@ -47,10 +47,10 @@ from typing import Any
 
 import torch
 
-from transformer_mt import export
-from transformer_mt.checkpoint import LoadedModel, load_for_inference
+from transformer_mt.commands import export
 from transformer_mt.data.corpus import default_data_dir
-from transformer_mt.decoding import _token_batches, translate_lines
+from transformer_mt.inference.loaded_model import LoadedModel, load_for_inference
+from transformer_mt.inference.search import _token_batches, translate_lines
 from transformer_mt.model.cpu_gemm import CPU_GEMMS, apply_cpu_gemm, cpu_vendor
 from transformer_mt.textio import read_lines
 
@@ -116,7 +116,8 @@ def exports_for(checkpoint: Path, root: Path) -> tuple[Path, Path]:
 
 
 def length_limit(n_source_tokens: int, max_positions: int) -> int:
-    """Our per-sentence limit (decoding.max_lengths) for a source of this many ids incl. EOS."""
+    """Our per-sentence limit (inference.search.max_lengths) for a source of this many ids,
+    EOS included."""
     return min(math.floor(MAX_LEN_A * n_source_tokens + MAX_LEN_B), max_positions - 1)
 
 
@@ -281,7 +282,7 @@ def report(systems: list[System], beam: int, limits: list[int], references: list
     length limit (`limits`): transformers and CTranslate2 take one limit per batch, so a
     sentence that runs into the limit (a degenerate repetition) stops later there."""
     n_lines = len(limits)
-    from transformer_mt.evaluate import score
+    from transformer_mt.scoring.metrics import score
 
     rows: dict[str, Any] = {}
     for system in systems:

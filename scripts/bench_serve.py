@@ -55,8 +55,9 @@ def start_server(checkpoint: str, batching: bool, max_wait_ms: float, threads: i
         subprocess.Popen, int]:
     """A fresh server process on a free loopback port, answering /health."""
     port = free_port()
-    argv = [sys.executable, "-m", "transformer_mt.cli", "serve", "--checkpoint", checkpoint,
-            "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
+    argv = [sys.executable, "-m", "transformer_mt.commands.main", "serve",
+            "--checkpoint", checkpoint, "--host", "127.0.0.1", "--port", str(port),
+            "--device", "cpu",
             "--max-wait-ms", str(max_wait_ms), "--queue-size", "1024", "--timeout", "600"]
     if not batching:
         argv.append("--no-batching")
@@ -144,7 +145,7 @@ def offline(checkpoint: str, sentences: list[str], slice_size: int) -> dict[str,
     that each wait for their answer never have more in flight), the same sentences translated
     `slice_size` at a time: in the clients' order, and sorted by length, where every batch's
     sentences end together (no batching scheme fills a batch better)."""
-    from transformer_mt.translator import Translator
+    from transformer_mt.inference.translator import Translator
 
     translator = Translator.from_checkpoint(checkpoint, device="cpu")
     translator.translate(sentences[:8])  # warm-up

@@ -176,7 +176,7 @@ def build(system: str, preset: str, config: TransformerConfig, device: torch.dev
     loss. Both are initialised from the same seed (the values do not matter for speed)."""
     torch.manual_seed(0)
     if system == "ours":
-        from transformer_mt.lit import TranslationModel
+        from transformer_mt.training.translation_model import TranslationModel
 
         lit = TranslationModel(preset=preset, vocab_size=config.vocab_size)
         assert lit.config == config, (lit.config, config)
@@ -189,7 +189,7 @@ def build(system: str, preset: str, config: TransformerConfig, device: torch.dev
     from transformers import MarianConfig, MarianMTModel
     from transformers.trainer_pt_utils import LabelSmoother
 
-    from transformer_mt.export import marian_config_kwargs
+    from transformer_mt.exporters.marian import marian_config_kwargs
 
     hf = MarianMTModel(MarianConfig(**marian_config_kwargs(config))).to(device).train()
     # What Seq2SeqTrainer(label_smoothing_factor=0.1) computes; its mean times the token count
@@ -215,7 +215,7 @@ def build(system: str, preset: str, config: TransformerConfig, device: torch.dev
 def measure(system: str, args: argparse.Namespace, batches: list[dict[str, torch.Tensor]]
             ) -> dict[str, Any]:
     """Runs in a child process: build, warm up, time `args.steps` training steps."""
-    from transformer_mt.optim import make_optimizer
+    from transformer_mt.training.optimizer import make_optimizer
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)

@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from transformer_mt.lit import TranslationModel
+from transformer_mt.training.translation_model import TranslationModel
 
 
 def main(argv: list[str] | None = None) -> int:

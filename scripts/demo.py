@@ -14,9 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-from transformer_mt.cli import main as transformer_mt
+from transformer_mt.commands.main import main as transformer_mt
+from transformer_mt.inference.translator import Translator
 from transformer_mt.textio import read_lines
-from transformer_mt.translator import Translator
 
 REPO = Path(__file__).resolve().parents[1]
 

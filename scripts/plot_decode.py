@@ -26,8 +26,8 @@ from bench_decode import (
     timed_pass,
 )
 
-from transformer_mt.checkpoint import load_for_inference
 from transformer_mt.data.corpus import default_data_dir
+from transformer_mt.inference.loaded_model import load_for_inference
 from transformer_mt.textio import read_lines
 
 

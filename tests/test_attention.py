@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from tests.conftest import import_extra
-from transformer_mt import attention
-from transformer_mt.checkpoint import load_for_inference
+from transformer_mt.commands import attention
 from transformer_mt.config import EOS_ID, TransformerConfig
 from transformer_mt.data.tokenizer import train_tokenizer
-from transformer_mt.decoding import generate
 from transformer_mt.errors import UserError
+from transformer_mt.inference.loaded_model import load_for_inference
+from transformer_mt.inference.search import generate
 from transformer_mt.model import Transformer
 
 import_extra("matplotlib", "viz")

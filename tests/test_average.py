@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 import torch
 
-from transformer_mt.checkpoint import load_checkpoint_dict, load_for_inference, model_state_dict
-from transformer_mt.cli import main as run_cli
+from transformer_mt.checkpoint import load_checkpoint_dict, model_state_dict
+from transformer_mt.commands.main import main as run_cli
 from transformer_mt.config import TransformerConfig
 from transformer_mt.data.tokenizer import train_tokenizer
+from transformer_mt.inference.loaded_model import load_for_inference
 from transformer_mt.model import Transformer
 
 WORDS = ("the cat sat on a mat quick brown fox jumps over lazy dog he read book in two days "

@@ -70,7 +70,10 @@ def test_hugging_face_datasets_from_local_files(
     assert text.tgt == [f"Satz {i}" for i in range(5)]
     assert len(read_corpus(f"hf:{folder}:validation", "en", "de", tmp_path)) == 2
     with pytest.raises(UserError, match="could not load with datasets.load_dataset"):
-        read_corpus("hf:wmt14:de-en:train", "en", "de", tmp_path)  # no hub, no cache
+        # the WMT configs' dataset, with no hub and not in any cache (`datasets` reads HF_HOME
+        # once per process, so a local folder named wmt14 loaded by another test would be found
+        # under the name "wmt14")
+        read_corpus("hf:wmt/wmt14:de-en:train", "en", "de", tmp_path)
     with pytest.raises(UserError, match="expected hf:NAME:CONFIG:SPLIT"):
         read_corpus("hf:wmt14", "en", "de", tmp_path)
 

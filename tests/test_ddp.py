@@ -1,7 +1,8 @@
 """Multi-process training: `fit` with DDP on 2 CPU processes (gloo), as a user would run it.
 
-`fit` runs as a subprocess (`python -m transformer_mt.cli fit ...`): Lightning starts rank 1 by
-re-running that command line. Compared with a single-process run on the same config and seed:
+`fit` runs as a subprocess (`python -m transformer_mt.commands.main fit ...`): Lightning starts
+rank 1 by re-running that command line. Compared with a single-process run on the same config
+and seed:
 - each rank trains on its own share of the batches: at step s rank 0 gets the single run's
   batch 2s - 1 and rank 1 batch 2s (our sampler deals the same batch list out round-robin);
 - the losses agree: close at step 1 for rank 0 (same weights and batch), and on average
@@ -22,7 +23,7 @@ import pytest
 import torch
 
 from tests._tiny_fit import REPO, read_records, recorder_args, tiny_fit_args
-from transformer_mt.cli import main
+from transformer_mt.commands.main import main
 
 STEPS = 4
 DDP = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
@@ -38,7 +39,7 @@ def ddp_fit(run: Path, spm: Path, *extra: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("MASTER_PORT", None)  # let Lightning pick a free port
     return subprocess.run(
-        [sys.executable, "-m", "transformer_mt.cli",
+        [sys.executable, "-m", "transformer_mt.commands.main",
          *options(run, spm, STEPS, *DDP, *recorder_args(run / "steps"), *extra)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=400,
     )

@@ -10,9 +10,10 @@ import pytest
 import sacrebleu
 from sacrebleu.metrics import BLEU, CHRF
 
-from transformer_mt import evaluate
-from transformer_mt.cli import main as run_cli
+from transformer_mt.commands import evaluate
+from transformer_mt.commands.main import main as run_cli
 from transformer_mt.errors import UserError
+from transformer_mt.scoring import metrics
 
 HYPS = [
     "The cat sat on the mat.",
@@ -185,14 +186,14 @@ def test_option_combinations(files, capsys) -> None:
 
 
 def test_score_function_for_training(capsys) -> None:
-    result = evaluate.score(HYPS, [REFS], metrics=("bleu",))
+    result = metrics.score(HYPS, [REFS], metrics=("bleu",))
     assert set(result) == {"bleu", "n_sentences"}
     assert result["bleu"]["score"] == sacrebleu.corpus_bleu(HYPS, [REFS]).score
-    assert evaluate.score(HYPS, [REFS], chrf_word_order=2)["chrf"]["name"] == "chrF2++"
+    assert metrics.score(HYPS, [REFS], chrf_word_order=2)["chrf"]["name"] == "chrF2++"
     with pytest.raises(UserError, match="4 lines.*has 3"):
-        evaluate.score(HYPS, [REFS[:3]])
+        metrics.score(HYPS, [REFS[:3]])
     with pytest.raises(UserError, match="no hypotheses"):
-        evaluate.score([], [[]])
+        metrics.score([], [[]])
 
 
 def parse_evaluate(argv: list[str]) -> argparse.Namespace:
@@ -206,8 +207,8 @@ def test_checkpoint_mode_scores_the_translators_output(
 ) -> None:
     """--checkpoint translates through `Translator` (never the CLI) and scores exactly its
     output, with the beam size asked for."""
-    from transformer_mt import cli
-    from transformer_mt.translator import Translator
+    from transformer_mt.commands import main as cli
+    from transformer_mt.inference.translator import Translator
 
     monkeypatch.setattr(cli, "main", lambda argv: pytest.fail("evaluate went through the CLI"))
     sources = ["the cat sleeps", "a big dog runs quickly", "der Hund", "the red house"]
@@ -234,7 +235,7 @@ def test_checkpoint_mode_rejects_a_bad_beam_size_before_loading(files) -> None:
 def test_checkpoint_mode_checks_src_ref_counts_before_translating(
     tmp_path, files, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    from transformer_mt import translator
+    from transformer_mt.inference import translator
 
     monkeypatch.setattr(translator.Translator, "from_checkpoint",
                         lambda *a, **k: pytest.fail("translated anyway"))

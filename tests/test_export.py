@@ -1,4 +1,5 @@
-"""Export to Hugging Face Marian and CTranslate2 (export.py), checked on a TRAINED model.
+"""Export to Hugging Face Marian and CTranslate2 (`exporters`, `transformer-mt export`), checked
+on a TRAINED model.
 
 Random weights hide mapping mistakes (docs/design.md §3: a start-token embedding that is wrong
 only after training), so a module fixture trains a tiny model on a synthetic word-translation task
@@ -29,12 +30,13 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import import_extra
-from transformer_mt import export
-from transformer_mt.checkpoint import LoadedModel, load_for_inference
+from transformer_mt.commands import export
 from transformer_mt.config import EOS_ID, PAD_ID, TransformerConfig
 from transformer_mt.data.tokenizer import Tokenizer, train_tokenizer
-from transformer_mt.decoding import generate, max_lengths
 from transformer_mt.errors import UserError
+from transformer_mt.exporters import marian
+from transformer_mt.inference.loaded_model import LoadedModel, load_for_inference
+from transformer_mt.inference.search import generate, max_lengths
 from transformer_mt.model import Transformer
 
 transformers = import_extra("transformers", "export")
@@ -317,7 +319,7 @@ def test_ctranslate2_quantized_export(trained: dict, ct2_dir: Path, loaded: Load
 def test_wrong_position_layout_is_caught(trained: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without the sin/cos permutation the export would silently translate differently; the
     built-in check refuses it and leaves no output behind."""
-    monkeypatch.setattr(export, "marian_permutation", lambda d: torch.arange(d))
+    monkeypatch.setattr(marian, "marian_permutation", lambda d: torch.arange(d))
     out = trained["tmp"] / "hf-unpermuted"
     with pytest.raises(UserError, match="does not reproduce"):
         run_export(["--checkpoint", str(trained["checkpoint"]), "--to", "hf", "--out", str(out)])

@@ -28,15 +28,15 @@ from tests._tiny_ckpt import (
     tiny_model,
     tiny_tokenizer,
 )
-from tests.test_optim import plain_loss
-from transformer_mt import cli
+from tests.test_loss import plain_loss
+from transformer_mt.commands import main as cli
 from transformer_mt.config import BOS_ID, EOS_ID, TransformerConfig
-from transformer_mt.decoding import beam_search, generate
-from transformer_mt.lit import TranslationModel
+from transformer_mt.inference.search import beam_search, generate
 from transformer_mt.model import Transformer, cpu_gemm
 from transformer_mt.model.cpu_gemm import OneDNNLinear, use_onednn
 from transformer_mt.model.quantize import quantize
 from transformer_mt.model.transformer import DecoderState
+from transformer_mt.training.translation_model import TranslationModel
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import torch
 
 from transformer_mt.config import BOS_ID, EOS_ID, PAD_ID, TransformerConfig
-from transformer_mt.decoding import generate
+from transformer_mt.inference.search import generate
 from transformer_mt.model import Transformer
-from transformer_mt.optim import label_smoothed_loss, make_optimizer
+from transformer_mt.training.loss import label_smoothed_loss
+from transformer_mt.training.optimizer import make_optimizer
 
 VOCAB = 16  # ids 4..15 are symbols
 

@@ -27,7 +27,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
-from transformer_mt.training.checkpoints import Checkpoint
+from transformer_mt.training.checkpointing import Checkpoint
 
 UPDATE = (f"Lightning {L.__version__} changed private API that training/checkpoints.py or "
           "training/resume.py uses; update them")

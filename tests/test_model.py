@@ -10,7 +10,7 @@ import torch
 
 from transformer_mt.config import TransformerConfig
 from transformer_mt.model import Transformer
-from transformer_mt.model import attention as mha
+from transformer_mt.model import multi_head_attention as mha
 from transformer_mt.model.layers import sinusoidal_table
 
 

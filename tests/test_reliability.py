@@ -24,7 +24,7 @@ import torch
 
 from tests._tiny_ckpt import make_tiny_checkpoint, tiny_model
 from tests._tiny_fit import REPO, tiny_fit_args
-from transformer_mt.cli import main
+from transformer_mt.commands.main import main
 
 ERROR = "transformer-mt: error: "
 
@@ -368,8 +368,8 @@ def test_stream_answers_each_line_of_a_slow_pipe(ckpt: Path) -> None:
     """A real process behind real pipes: each translation must arrive before the next line is
     even written, so neither input nor output may be held in a buffer."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "transformer_mt.cli", "translate", "--checkpoint", str(ckpt),
-         "--stream", "--beam-size", "2", "--max-len-b", "8"],
+        [sys.executable, "-m", "transformer_mt.commands.main", "translate",
+         "--checkpoint", str(ckpt), "--stream", "--beam-size", "2", "--max-len-b", "8"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO,
     )
     try:
@@ -401,7 +401,7 @@ def test_closed_output_pipe_is_not_a_traceback(tmp_path: Path) -> None:
     text = tmp_path / "t.txt"
     text.write_text("a b c d\n" * 50, encoding="utf-8")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "transformer_mt.cli", "evaluate", "--hyp", str(text),
+        [sys.executable, "-m", "transformer_mt.commands.main", "evaluate", "--hyp", str(text),
          "--ref", str(text), "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )

@@ -19,8 +19,8 @@ import torch
 from lightning.pytorch.callbacks import timer as timer_module
 
 from tests._tiny_fit import STEP_CLOCK, read_records, recorder_args, tiny_fit_args
-from transformer_mt.cli import main
-from transformer_mt.training.checkpoints import AtomicCheckpointIO
+from transformer_mt.commands.main import main
+from transformer_mt.training.checkpointing import AtomicCheckpointIO
 
 STEPS = ["--trainer.max_steps", "12", "--trainer.limit_train_batches", "5",
          "--trainer.val_check_interval", "4", "--checkpoint.every_n_train_steps", "4",

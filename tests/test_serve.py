@@ -3,7 +3,6 @@ error status, 64 concurrent requests, a SIGTERM drain, and the page in a real br
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
@@ -24,16 +23,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 from tests.conftest import import_extra
 
 import_extra("fastapi", "serve")
 
-from transformer_mt import Translator, cli  # noqa: E402
-from transformer_mt.attention import attention_arrays, sentence_ids  # noqa: E402
-from transformer_mt.decoding import Hypothesis  # noqa: E402
-from transformer_mt.server import Batcher, Job, ServerSettings  # noqa: E402
+from transformer_mt import Translator  # noqa: E402
+from transformer_mt.commands import main as cli  # noqa: E402
+from transformer_mt.inference.attention_weights import attention_arrays, sentence_ids  # noqa: E402
 
 WORDS = "the a cat dog house tree runs sleeps eats big small red green blue over under".split()
 
@@ -87,8 +84,8 @@ def free_port() -> int:
 def start_server(checkpoint: Path, *options: str) -> Server:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "transformer_mt.cli", "serve", "--checkpoint", str(checkpoint),
-         "--port", str(port), "--device", "cpu", *options],
+        [sys.executable, "-m", "transformer_mt.commands.main", "serve",
+         "--checkpoint", str(checkpoint), "--port", str(port), "--device", "cpu", *options],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     server = Server(process, f"http://127.0.0.1:{port}")
@@ -268,69 +265,6 @@ def test_64_concurrent_requests_each_get_their_own_translation(
     assert after["busy_s"] > before["busy_s"]
 
 
-def next_batch(batcher: Batcher, within: float) -> list[Job] | None:
-    """The batch the model loop would start within `within` seconds, or None."""
-    got: list[list[Job] | None] = []
-    worker = threading.Thread(target=lambda: got.append(batcher._next_batch()), daemon=True)
-    worker.start()
-    worker.join(within)
-    if worker.is_alive():
-        batcher.stop()  # a stopping batcher starts what it has: the thread ends
-        worker.join()
-        return None
-    return got[0]
-
-
-def test_a_batch_starts_when_the_last_batchs_clients_are_back() -> None:
-    """With an hour's --max-wait-ms, only the rule "as many requests as the last batch" can
-    start a batch early: the first batch waits; after a batch of 1 a lone request starts at
-    once; after a batch of 3, two requests wait and a third makes the batch start."""
-    loop = asyncio.new_event_loop()
-    settings = ServerSettings(checkpoint="unused", max_wait=3600.0)
-
-    def batcher_after(last: int, waiting: int) -> Batcher:
-        batcher = Batcher(None, settings)  # type: ignore[arg-type]  # no batch runs here
-        batcher.last_size = last
-        for _ in range(waiting):
-            batcher.submit(Job(loop, ["a text"], tokens=3))
-        return batcher
-
-    assert next_batch(batcher_after(last=0, waiting=1), within=0.5) is None  # the first waits
-    assert len(next_batch(batcher_after(last=1, waiting=1), within=60) or []) == 1
-    assert next_batch(batcher_after(last=3, waiting=2), within=0.5) is None
-    assert len(next_batch(batcher_after(last=3, waiting=3), within=60) or []) == 3
-    loop.close()
-
-
-def test_a_failing_batch_retries_only_the_requests_not_answered_yet() -> None:
-    """A merged batch of three requests whose search answers the first text, then fails on
-    the second: the first keeps its answer (not re-run), the bad request alone gets the
-    error, the third is translated again on its own."""
-    calls: list[list[str]] = []
-
-    class FailingTranslator:
-        device = torch.device("cpu")
-
-        def search(self, texts, options, *, batch_tokens, generator, on_finished):
-            calls.append(list(texts))
-            for i, text in enumerate(texts):
-                if text == "bad":
-                    raise ValueError("a text this model cannot take")
-                on_finished(i, [Hypothesis([len(text)], 0.0, 0.0)])
-
-    loop = asyncio.new_event_loop()
-    batcher = Batcher(FailingTranslator(), ServerSettings(checkpoint="unused"))  # type: ignore[arg-type]
-    jobs = [Job(loop, [text], tokens=2) for text in ("first", "bad", "third")]
-    batcher._run(jobs)
-    settled = loop.run_until_complete(asyncio.gather(*(j.future for j in jobs),
-                                                     return_exceptions=True))
-    loop.close()
-    assert calls == [["first", "bad", "third"], ["bad"], ["third"]]
-    assert settled[0] == [[Hypothesis([5], 0.0, 0.0)]]
-    assert isinstance(settled[1], ValueError)
-    assert settled[2] == [[Hypothesis([5], 0.0, 0.0)]]
-
-
 def test_full_queue_is_503_with_retry_after_and_slow_requests_504(tiny_checkpoint: Path) -> None:
     """A 2 s batching window, room for one waiting request and a 0.5 s timeout: the first
     request waits (then times out, 504), the second finds the queue full (503)."""
@@ -388,7 +322,7 @@ def test_bad_checkpoint_is_one_line_error(tmp_path: Path, capsys: pytest.Capture
 def test_a_port_in_use_is_an_error_not_a_server(server: Server, tiny_checkpoint: Path) -> None:
     port = server.url.rsplit(":", 1)[1]
     second = subprocess.run(
-        [sys.executable, "-m", "transformer_mt.cli", "serve", "--checkpoint",
+        [sys.executable, "-m", "transformer_mt.commands.main", "serve", "--checkpoint",
          str(tiny_checkpoint), "--port", port, "--device", "cpu"],
         capture_output=True, text=True, timeout=120,
     )

@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from tests._tiny_ckpt import make_tiny_checkpoint
-from transformer_mt import cli
-from transformer_mt.checkpoint import LoadedModel, load_for_inference
-from transformer_mt.decoding import translate_lines
-from transformer_mt.translate import format_results
-from transformer_mt.translator import Translator, clean_text
+from transformer_mt.commands import main as cli
+from transformer_mt.commands.translate import format_results
+from transformer_mt.inference.loaded_model import LoadedModel, load_for_inference
+from transformer_mt.inference.search import translate_lines
+from transformer_mt.inference.translator import Translator, clean_text
 
 AWKWARD_LINES = [
     "The cat sleeps under the big tree.",

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from transformer_mt import Translator, cli
-from transformer_mt.translator import Scored
+from transformer_mt import Translator
+from transformer_mt.commands import main as cli
+from transformer_mt.inference.translator import Scored
 
 SENTENCES = ["the cat sleeps under the big tree", "", "a small red dog runs quickly",
              "der Hund schläft", "Привет, как дела?"]
@@ -74,8 +75,8 @@ def test_impossible_options_raise_value_error(translator: Translator, options: d
 
 
 def test_the_api_and_the_server_never_import_lightning() -> None:
-    code = ("import sys, transformer_mt.translator, transformer_mt.serve, transformer_mt.server;"
-            "print('lightning' in sys.modules)")
+    code = ("import sys, transformer_mt.inference.translator, transformer_mt.commands.serve, "
+            "transformer_mt.serving.runner; print('lightning' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "False"

@@ -1,9 +1,10 @@
-"""Loading a checkpoint for inference, safely.
+"""The checkpoint file: what it holds, and reading it safely.
 
 A training checkpoint (Lightning's dict) carries, under `transformer_mt`, everything inference
 needs: the model config, the sentencepiece model and the language pair; the weights sit in
-`state_dict` under the `model.` prefix. Loading uses `torch.load(weights_only=True)`, which
-refuses to unpickle arbitrary objects, so a malicious file cannot run code.
+`state_dict` under the `model.` prefix. Reading uses `torch.load(weights_only=True)`, which
+refuses to unpickle arbitrary objects, so a malicious file cannot run code. Training, data
+(`tokenizer_from`), averaging and inference (`inference.loaded_model`) all read through here.
 """
 
 from __future__ import annotations
@@ -11,27 +12,15 @@ from __future__ import annotations
 import os
 import pickle
 import zipfile
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from transformer_mt.config import TransformerConfig
-from transformer_mt.data.tokenizer import Tokenizer
 from transformer_mt.errors import UserError
-from transformer_mt.model import Transformer
 from transformer_mt.textio import check_readable
 
 META_KEY = "transformer_mt"
 STATE_PREFIX = "model."
-
-
-@dataclass
-class LoadedModel:
-    model: Transformer
-    tokenizer: Tokenizer
-    src_lang: str
-    tgt_lang: str
 
 
 def load_checkpoint_dict(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
@@ -76,20 +65,3 @@ def model_state_dict(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The Transformer's own weights (the LightningModule stores them under `model.`)."""
     state = checkpoint.get("state_dict", {})
     return {k[len(STATE_PREFIX):]: v for k, v in state.items() if k.startswith(STATE_PREFIX)}
-
-
-def load_for_inference(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
-    """Model in eval mode on `device`, its tokenizer and language pair, from one checkpoint."""
-    checkpoint = load_checkpoint_dict(path)
-    meta = checkpoint[META_KEY]
-    try:
-        config = TransformerConfig.from_dict(meta["model_config"])
-        tokenizer = Tokenizer(bytes(meta["sentencepiece"]))
-        model = Transformer(config)
-        model.load_state_dict(model_state_dict(checkpoint))
-    except (KeyError, ValueError, RuntimeError, TypeError) as exc:
-        raise UserError(
-            f"{path}: inconsistent transformer-mt checkpoint ({str(exc).splitlines()[0][:160]})"
-        ) from None
-    model.to(device).eval()
-    return LoadedModel(model, tokenizer, meta.get("src_lang", "src"), meta.get("tgt_lang", "tgt"))

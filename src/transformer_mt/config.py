@@ -12,7 +12,7 @@ from typing import Any
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TransformerConfig:
     """Shape of the encoder-decoder Transformer (Vaswani et al., 2017, Table 3)."""
 

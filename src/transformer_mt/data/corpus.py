@@ -37,7 +37,7 @@ DEFAULT_SHARED_DATA = "../shared/data"
 Pair = tuple[str, str]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ParallelText:
     """Raw, untokenized sentence pairs, index-aligned."""
 
@@ -199,7 +199,7 @@ def fingerprint(spec: str, src_lang: str, tgt_lang: str, data_dir: Path) -> dict
 
 def read_corpus(spec: str, src_lang: str, tgt_lang: str, data_dir: Path) -> ParallelText:
     """Read one (small) corpus into lists: evaluation sets and their references."""
-    text = ParallelText([], [])
+    text = ParallelText(src=[], tgt=[])
     for src, tgt in iter_pairs(spec, src_lang, tgt_lang, data_dir):
         text.src.append(src)
         text.tgt.append(tgt)
@@ -209,7 +209,7 @@ def read_corpus(spec: str, src_lang: str, tgt_lang: str, data_dir: Path) -> Para
 def read_corpora(specs: list[str], src_lang: str, tgt_lang: str, data_dir: Path
                  ) -> ParallelText:
     """Concatenate several small corpora into lists (evaluation sets)."""
-    text = ParallelText([], [])
+    text = ParallelText(src=[], tgt=[])
     for spec in specs:
         part = read_corpus(spec, src_lang, tgt_lang, data_dir)
         text.src.extend(part.src)

@@ -16,8 +16,8 @@ from torch.utils.data import DataLoader
 
 from transformer_mt.checkpoint import META_KEY, load_checkpoint_dict
 from transformer_mt.data.batching import EncodedPairs, TokenBucketBatchSampler, collate
+from transformer_mt.data.cache import VocabOptions, prepare_split, prepare_vocabulary
 from transformer_mt.data.corpus import default_data_dir, read_corpora
-from transformer_mt.data.prepare import VocabOptions, prepare_split, prepare_vocabulary
 from transformer_mt.data.tokenizer import Tokenizer
 from transformer_mt.errors import UserError
 from transformer_mt.textio import read_lines
@@ -146,7 +146,7 @@ class TranslationDataModule(L.LightningDataModule):
         if hp.tokenizer_from:
             meta = load_checkpoint_dict(hp.tokenizer_from)[META_KEY]
             return Tokenizer(bytes(meta["sentencepiece"]))
-        options = VocabOptions(hp.vocab_size, hp.spm_model_type,
+        options = VocabOptions(vocab_size=hp.vocab_size, model_type=hp.spm_model_type,
                                sample_sentences=hp.spm_sample_sentences, seed=hp.seed)
         return prepare_vocabulary(list(hp.train), hp.src_lang, hp.tgt_lang, self.data_dir,
                                   self.cache_dir, options)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from transformer_mt.model.attention import KVCache, MultiHeadAttention, StaticKVCache
+from transformer_mt.model.multi_head_attention import KVCache, MultiHeadAttention, StaticKVCache
 
 
 def sinusoidal_table(n_positions: int, d_model: int) -> Tensor:
@@ -53,10 +53,26 @@ class PositionwiseFeedForward(nn.Module):
 
 
 class _ResidualLayer(nn.Module):
-    """The residual wiring shared by encoder and decoder layers (§5.4)."""
+    """What encoder and decoder layers share: self-attention, (in the decoder) encoder-decoder
+    attention and the FFN, each with its LayerNorm, in that order, and the residual wiring
+    around them (§3.1, §5.4)."""
 
-    dropout: nn.Dropout
-    norm_first: bool
+    has_cross_attention = False
+
+    def __init__(
+        self, d_model: int, n_heads: int, d_ff: int, dropout: float, attention_dropout: float,
+        activation_dropout: float, norm_first: bool,
+    ) -> None:
+        super().__init__()
+        self.self_attn = MultiHeadAttention(d_model, n_heads, attention_dropout, True)
+        self.self_attn_norm = nn.LayerNorm(d_model)
+        if self.has_cross_attention:
+            self.cross_attn = MultiHeadAttention(d_model, n_heads, attention_dropout, False)
+            self.cross_attn_norm = nn.LayerNorm(d_model)
+        self.ffn = PositionwiseFeedForward(d_model, d_ff, activation_dropout)
+        self.ffn_norm = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.norm_first = norm_first
 
     def _residual(self, x: Tensor, norm: nn.LayerNorm, sublayer) -> tuple[Tensor, Tensor | None]:
         """LayerNorm(x + Dropout(Sublayer(x))) (post-norm, the paper), or
@@ -73,18 +89,6 @@ class _ResidualLayer(nn.Module):
 class EncoderLayer(_ResidualLayer):
     """Self-attention then FFN, each in a residual block with LayerNorm."""
 
-    def __init__(
-        self, d_model: int, n_heads: int, d_ff: int, dropout: float, attention_dropout: float,
-        activation_dropout: float, norm_first: bool,
-    ) -> None:
-        super().__init__()
-        self.self_attn = MultiHeadAttention(d_model, n_heads, attention_dropout, True)
-        self.self_attn_norm = nn.LayerNorm(d_model)
-        self.ffn = PositionwiseFeedForward(d_model, d_ff, activation_dropout)
-        self.ffn_norm = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
-        self.norm_first = norm_first
-
     def forward(self, x: Tensor, src_mask: Tensor, need_weights: bool = False):
         """x: (B, S, d); src_mask: (B, 1, 1, S) True at real tokens. Returns (x, attn weights)."""
         x, weights = self._residual(
@@ -98,19 +102,7 @@ class EncoderLayer(_ResidualLayer):
 class DecoderLayer(_ResidualLayer):
     """Masked self-attention, encoder-decoder (cross) attention, then FFN (§3.1)."""
 
-    def __init__(
-        self, d_model: int, n_heads: int, d_ff: int, dropout: float, attention_dropout: float,
-        activation_dropout: float, norm_first: bool,
-    ) -> None:
-        super().__init__()
-        self.self_attn = MultiHeadAttention(d_model, n_heads, attention_dropout, True)
-        self.self_attn_norm = nn.LayerNorm(d_model)
-        self.cross_attn = MultiHeadAttention(d_model, n_heads, attention_dropout, False)
-        self.cross_attn_norm = nn.LayerNorm(d_model)
-        self.ffn = PositionwiseFeedForward(d_model, d_ff, activation_dropout)
-        self.ffn_norm = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
-        self.norm_first = norm_first
+    has_cross_attention = True
 
     def forward(
         self,

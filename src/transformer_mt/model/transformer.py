@@ -10,11 +10,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from transformer_mt.config import TransformerConfig
-from transformer_mt.model.attention import KVCache, StaticKVCache
 from transformer_mt.model.layers import DecoderLayer, EncoderLayer, SinusoidalPositions
+from transformer_mt.model.multi_head_attention import KVCache, StaticKVCache
 
 
-@dataclass
+@dataclass(kw_only=True)
 class DecoderState:
     """Everything incremental decoding carries from one step to the next.
 
@@ -159,7 +159,8 @@ class Transformer(nn.Module):
         """Fresh per-layer caches for incremental decoding of a batch."""
         n = len(self.decoder_layers)
         return DecoderState(
-            memory, src_mask, [KVCache() for _ in range(n)], [StaticKVCache() for _ in range(n)]
+            memory=memory, src_mask=src_mask, self_caches=[KVCache() for _ in range(n)],
+            cross_caches=[StaticKVCache() for _ in range(n)],
         )
 
     def decode_step(self, tokens: Tensor, state: DecoderState) -> Tensor:

@@ -1,6 +1,8 @@
-"""What `fit` adds to Lightning: atomic checkpoint files and a last.ckpt at the end of every run
-(`checkpoints`), and exact resumption after SIGINT/SIGTERM (`resume`). The command-line wiring
-that installs them is `transformer_mt.train_cli`.
+"""Training: the LightningModule (`translation_model`), the label-smoothed loss (`loss`), Adam
+with the paper's schedule (`optimizer`), what `fit` adds to Lightning (atomic checkpoint files
+and a last.ckpt at the end of every run, `checkpointing`; exact resumption after SIGINT/SIGTERM,
+`resume`) and checkpoint averaging (`averaging`). The command line that installs them is
+`transformer-mt fit` (`commands.train`).
 
 This module imports nothing: `average` reads the file name below without loading Lightning.
 """

@@ -1,0 +1,1 @@
+"""Scores as sacreBLEU computes them, with their signatures (`metrics`)."""
