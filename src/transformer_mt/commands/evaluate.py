@@ -72,9 +72,9 @@ HELP = {
     "lowercase": "case-insensitive BLEU and chrF (default: mixed case)",
     "paper_bleu": "add the paper's tokenized BLEU (Moses tokenizer, compound splitting, as "
                   "tensor2tensor's get_ende_bleu.sh): not comparable with sacreBLEU",
-    "paired": "bs = paired bootstrap resampling, ar = approximate randomization",
-    "resamples": "bootstrap resamples / randomization trials; 0 = sacreBLEU's default "
-                 "(1000 / 10000)",
+    "paired": "bs = paired bootstrap resampling (default), ar = approximate randomization",
+    "resamples": "bootstrap resamples / randomization trials (default: sacreBLEU's, 1000 / "
+                 "10000)",
     "json": "print one JSON object instead, with unrounded scores",
     "batch_tokens": "max padded source tokens per batch (default: the checkpoint's "
                     "model.predict_max_tokens)",
@@ -104,8 +104,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for flag in ("lowercase", "paper_bleu"):
         scores.add_argument(cli_name(flag), action="store_true", help=HELP[flag])
     paired = parser.add_argument_group("significance (two or more --hyp)")
-    paired.add_argument("--paired", choices=tuple(TESTS), default="bs", help=HELP["paired"])
-    paired.add_argument("--resamples", type=int, default=0, metavar="N", help=HELP["resamples"])
+    paired.add_argument("--paired", choices=tuple(TESTS), default=None, help=HELP["paired"])
+    paired.add_argument("--resamples", type=int, default=None, metavar="N",
+                        help=HELP["resamples"])
     parser.add_argument("--json", action="store_true", help=HELP["json"])
     add_search_arguments(parser, SEARCH_FIELDS, defaults_from="the checkpoint's predict settings")
     model = parser.add_argument_group("model (with --checkpoint)")
@@ -134,8 +135,10 @@ def _check_combination(args: argparse.Namespace) -> None:
         raise UserError("--testset with --hyp needs --langpair SRC-TGT (e.g. en-de)")
     if args.langpair is not None and len(args.langpair.split("-")) != 2:
         raise UserError(f"--langpair {args.langpair!r}: give it as SRC-TGT, e.g. en-de")
-    if args.resamples < 0:
-        raise UserError(f"--resamples must be >= 0, got {args.resamples}")
+    if (args.paired or args.resamples is not None) and len(hyps) < 2:
+        raise UserError("--paired and --resamples compare systems: give --hyp two or more times")
+    if args.resamples is not None and args.resamples < 1:
+        raise UserError(f"--resamples must be >= 1, got {args.resamples}")
     if args.batch_tokens is not None and args.batch_tokens < 1:
         raise UserError(f"--batch-tokens must be >= 1, got {args.batch_tokens}")
 
@@ -252,25 +255,27 @@ def _print_paired(args: argparse.Namespace, systems: list[tuple[str, list[str]]]
                   refs: list[list[str]], names: list[str], options: MetricOptions,
                   langpair: str | None) -> int:
     """Each system against the first, per metric, with sacreBLEU's paired test."""
-    columns = [paired_test(systems, make_metric(name, options, references=refs), args.paired,
-                           args.resamples) for name in names]
+    test, samples = args.paired or "bs", args.resamples or 0  # 0: sacreBLEU's default
+    columns = [paired_test(systems, make_metric(name, options, references=refs), test, samples)
+               for name in names]
     if args.paper_bleu:
         from transformer_mt.scoring.paper_bleu import paper_metric, paper_signature, paper_tokenize
 
         lang = langpair.split("-")[1]
         metric = paper_metric([paper_tokenize(ref, lang) for ref in refs])
         column = paired_test([(name, paper_tokenize(hyps, lang)) for name, hyps in systems],
-                             metric, args.paired, args.resamples)
+                             metric, test, samples)
         columns.append(replace(column, name=PAPER_COLUMN,
                                signature=paper_signature(column.signature, lang)))
     if args.json:
         keys = [*names, "paper_bleu"] if args.paper_bleu else names
         print(json.dumps({
-            "test": args.paired, "systems": [name for name, _ in systems],
+            "test": test, "samples": columns[0].samples,
+            "systems": [name for name, _ in systems],
             "n_sentences": len(systems[0][1]),
             **{key: asdict(column) for key, column in zip(keys, columns, strict=True)},
         }, ensure_ascii=False, indent=1))
     else:
-        print(format_table([name for name, _ in systems], columns, args.paired))
+        print(format_table([name for name, _ in systems], columns, test))
     return 0
 

@@ -28,10 +28,12 @@ SIGNIFICANT = 0.05  # the p-value under which the text table marks a difference 
 class PairedColumn:
     """One metric's results over all systems, baseline first: per system its `score`, the
     bootstrap `mean`, the half-width `ci` of the 95 % interval around it, and `p_value`
-    against the baseline (None for the baseline itself)."""
+    against the baseline (None for the baseline itself); `samples` is the number of
+    resamples (bootstrap) or trials (approximate randomization) sacreBLEU ran."""
 
     name: str
     signature: str
+    samples: int
     results: list[dict[str, float | None]]
 
 
@@ -59,7 +61,8 @@ def paired_test(systems: Sequence[tuple[str, Sequence[str]]], metric: Any, test:
         results.append({key: None if value is None else float(value)  # numpy -> JSON-able
                         for key, value in (("score", result.score), ("mean", result.mean),
                                            ("ci", result.ci), ("p_value", p_value))})
-    return PairedColumn(name=name, signature=str(signature), results=results)
+    return PairedColumn(name=name, signature=str(signature), samples=paired.n_samples,
+                        results=results)
 
 
 def format_table(names: Sequence[str], columns: Sequence[PairedColumn], test: str) -> str:
@@ -76,7 +79,8 @@ def format_table(names: Sequence[str], columns: Sequence[PairedColumn], test: st
     for row in zip(*cells, strict=True):
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     lines.append("")
-    lines.append(f"{TESTS[test]} against the baseline (sacreBLEU); * p < {SIGNIFICANT}")
+    lines.append(f"{TESTS[test]} against the baseline (sacreBLEU, {columns[0].samples} "
+                 f"{'resamples' if test == 'bs' else 'trials'}); * p < {SIGNIFICANT}")
     lines += [f"signature ({column.name}): {column.signature}" for column in columns]
     return "\n".join(lines)
 
