@@ -57,7 +57,7 @@ def score_test_split(translator: Translator, indices: Sequence[int], sources: Se
     scores = score([hyp for _, hyp in pairs], [[references[i] for i, _ in pairs]],
                    metrics=TEST_METRICS, options=MetricOptions(trg_lang=translator.tgt_lang))
     lines = [f"test: {len(pairs)} sentences of data.test, translated with {search.describe()} "
-             f"(the model's predict settings, as `transformer-mt evaluate --checkpoint`)"]
+             "(the model's predict settings, which `evaluate --checkpoint` uses too)"]
     if truncated:
         lines.append(f"warning: {truncated} source line(s) were cut to fit the model")
     return scores, "\n".join([*lines, "", format_text(scores)])
