@@ -18,12 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import asdict, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transformer_mt.commands.options import (
     add_model_arguments,
     add_search_arguments,
     cli_name,
+    search_options,
 )
 from transformer_mt.errors import UserError
 from transformer_mt.scoring.metrics import (
@@ -36,6 +37,9 @@ from transformer_mt.scoring.metrics import (
 )
 from transformer_mt.scoring.significance import TESTS, format_table, paired_test
 from transformer_mt.textio import check_same_length, read_lines
+
+if TYPE_CHECKING:
+    from transformer_mt.inference.translator import Translator
 
 SEARCH_FIELDS = ("beam_size", "length_penalty", "max_len_a", "max_len_b")
 PAPER_COLUMN = "paper BLEU"
@@ -161,23 +165,21 @@ def _references(args: argparse.Namespace, langpair: str | None
         return testset.sources, testset.references, about
     refs = [read_lines(path) for path in args.ref]
     source = read_lines(args.src) if args.src else None
-    for path, ref in zip(args.ref, refs, strict=True):
-        if source is not None:
+    if source is not None:
+        for path, ref in zip(args.ref, refs, strict=True):
             check_same_length(source, ref, args.src, path)
     return source, refs, {"reference_files": list(args.ref)}
 
 
-def _translate(args: argparse.Namespace, translator: Any, sources: list[str]
+def _translate(args: argparse.Namespace, translator: Translator, sources: list[str]
                ) -> tuple[list[str], dict[str, Any]]:
     """The checkpoint's translations of `sources`, with its predict settings where the command
     line gives none: exactly what the `test` stage translates."""
-    from transformer_mt.commands.options import search_options
-
     search, batch_tokens = translator.predict_settings()
     search = search_options(args, base=search)
     batch_tokens = args.batch_tokens or batch_tokens
     result = translator.search(sources, search, batch_tokens=batch_tokens)
-    hyps = translator.texts([hyps[0] for hyps in result.hypotheses])
+    hyps = translator.texts([nbest[0] for nbest in result.hypotheses])
     about = {"checkpoint": args.checkpoint, "search": asdict(search),
              "search_text": search.describe(), "batch_tokens": batch_tokens,
              "truncated": result.truncated}
@@ -189,8 +191,6 @@ def run(args: argparse.Namespace) -> int:
     _check_combination(args)
     names = list(dict.fromkeys(name for group in args.metrics for name in group))
     if args.checkpoint is not None:
-        from transformer_mt.commands.options import search_options
-
         search_options(args)  # a bad value fails before the (slow) checkpoint load
     # reference files are read (and bad ones fail) before the load too; a test set may need
     # the checkpoint's language pair first
@@ -233,7 +233,7 @@ def _print_scores(args: argparse.Namespace, hyps: list[str], refs: list[list[str
 
         result["paper_bleu"] = paper_bleu(hyps, refs, langpair.split("-")[1])
     if args.json:
-        for key in ("testset", "langpair", "checkpoint", "search", "batch_tokens"):
+        for key in ("testset", "langpair", "checkpoint", "search", "batch_tokens", "truncated"):
             if key in about:
                 result[key] = about[key]
         print(json.dumps(result, ensure_ascii=False, indent=1))
