@@ -133,6 +133,13 @@ class SearchOptions:
             )
         return self
 
+    def describe(self) -> str:
+        """A beam or greedy search in words, for a score's report: `beam 4, length penalty 0.6,
+        max length 1.0 * source + 50`."""
+        how = "greedy" if self.beam_size == 1 else f"beam {self.beam_size}"
+        return (f"{how}, length penalty {self.length_penalty}, max length {self.max_len_a} * "
+                f"source + {self.max_len_b}")
+
 
 @torch.inference_mode()
 def generate(

@@ -43,6 +43,10 @@ _CONTROLS = str.maketrans(dict.fromkeys(
 ))
 
 
+# TranslationModel hyper-parameter -> the SearchOptions field it sets for `predict`.
+_PREDICT_SETTINGS = {"predict_beam_size": "beam_size", "val_length_penalty": "length_penalty"}
+
+
 def clean_text(text: str) -> str:
     """A translation as one clean line: a byte-fallback model can emit any byte, newline and
     other control characters included; they become spaces."""
@@ -119,6 +123,16 @@ class Translator:
             except ValueError as exc:
                 raise UserError(f"--cpu-gemm {cpu_gemm}: {exc}; use --cpu-gemm default") from None
         return cls(loaded, precision, checkpoint=str(path))
+
+    def predict_settings(self) -> tuple[SearchOptions, int]:
+        """The search and batch size (padded source tokens) the model was trained to translate
+        with: `model.predict_beam_size`, `model.val_length_penalty` and `model.predict_max_tokens`
+        of its checkpoint, at most source length + 50 tokens (the paper's). `predict`, `test`
+        and `evaluate --checkpoint` all translate so, and therefore agree. A checkpoint without
+        these hyper-parameters (not written by `fit`) gets the training defaults."""
+        hparams = self.loaded.hyper_parameters
+        given = {field: hparams[key] for key, field in _PREDICT_SETTINGS.items() if key in hparams}
+        return SearchOptions(**given), int(hparams.get("predict_max_tokens", 4096))
 
     @property
     def src_lang(self) -> str:
