@@ -77,7 +77,7 @@ def test_incremental_decoding_matches_full_forward() -> None:
             step = F.log_softmax(model.decode_step(tgt[rows, t], state).float(), dim=-1)
             expected = full_perm[:, t] if reordered else full[:, t]
             torch.testing.assert_close(step, expected, atol=1e-5, rtol=1e-5)
-            assert state.self_caches[0].length == t + 1  # one new position per step
+            assert state.self_cache.length == t + 1  # one new position per step
 
 
 @pytest.mark.parametrize(
