@@ -81,7 +81,7 @@ step() {
     shift 2
     start=$(date +%s)
     echo "=== $name: $*" >>"$LOG"
-    timeout --kill-after=10 "$limit" "$@" >"$WORK/step.out" 2>>"$LOG"
+    timeout --kill-after=10 "$limit" "$@" >"$WORK/step.out" 2>&1
     rc=$?
     cat "$WORK/step.out" >>"$LOG"
     if [[ $rc == 0 ]]; then status=ok; else status="FAILED (exit $rc$([[ $rc == 124 ]] && echo ", over its ${limit} s"))"; FAILED=1; fi
@@ -102,8 +102,8 @@ DATA=$TRANSFORMER_MT_DATA/multi30k
 RUN=$WORK/multi30k_gpu
 if [[ $DRY == 1 ]]; then
     DEVICE=cpu
-    TRAIN=(--device cpu --precision bf16-mixed --preset tiny --vocab-size 1000 --max-tokens 600
-           --steps 1 --warmup 1 --threads 2)
+    TRAIN=(--device cpu --precision bf16-mixed --vocab-size 1000 --max-tokens 600 --steps 1
+           --warmup 1 --threads 2)
     PRESETS=(base big)  # both slots run the tiny preset
     FIT=(--trainer.accelerator cpu --trainer.precision 32-true --trainer.max_time null
          --trainer.max_steps 4 --trainer.val_check_interval 4 --trainer.limit_val_batches 2
@@ -142,17 +142,20 @@ else
     xz -dc "$DATA/test2016.en.xz" >"$WORK/test.en"
     xz -dc "$DATA/test2016.de.xz" >"$WORK/test.de"
 fi
-step fit "${LIMITS[2]}" "$PY" -m transformer_mt.commands.main fit --config configs/multi30k_gpu.yaml "${FIT[@]}" \
-    --trainer.enable_progress_bar false --trainer.default_root_dir "$RUN" \
+step fit "${LIMITS[2]}" "$PY" -m transformer_mt.commands.main fit \
+    --config configs/multi30k_gpu.yaml "${FIT[@]}" --trainer.enable_progress_bar false --trainer.default_root_dir "$RUN" \
     --trainer.logger.init_args.save_dir "$RUN" --checkpoint.dirpath "$RUN/checkpoints" \
     --data.cache_dir "$WORK/cache"
 cp "$WORK/step.out" "$OUT/fit.log"
 CKPT=$RUN/checkpoints/last.ckpt
+"$PY" -c 'import sys; from transformer_mt.checkpoint import load_checkpoint_dict as load
+print(f"last.ckpt: step {load(sys.argv[1]).get('"'global_step'"')}")' "$CKPT" 2>&1 \
+    | tee -a "$OUT/fit.log" | sed 's/^/- fit: /' >>"$SUMMARY"
 step bleu "${LIMITS[3]}" bash -c 'set -e
     "$1" -m transformer_mt.commands.main translate --checkpoint "$2" --input "$3/test.en" \
         --output "$3/test.hyp" --beam-size 4 --device "$4" --quiet
     "$1" -m transformer_mt.commands.main evaluate --hyp "$3/test.hyp" --ref "$3/test.de" --json
-' _ "$PY" "$CKPT" "$WORK" "$DEVICE" && cp "$WORK/step.out" "$OUT/bleu.json"
+' _ "$PY" "$CKPT" "$WORK" "$DEVICE" && sed -n '/^{/,$p' "$WORK/step.out" >"$OUT/bleu.json"
 
 # (c) decoding test2016 with that checkpoint: ours, transformers, CTranslate2
 step decode "${LIMITS[4]}" "$PY" scripts/bench_decode.py --checkpoint "$CKPT" "${DECODE[@]}" \
