@@ -42,13 +42,13 @@ from transformer_mt.textio import read_lines
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, metavar="CKPT")
-    parser.add_argument("--source", default=None,
-                        help="source text (default: DATA/multi30k/test2016.en.xz)")
     parser.add_argument("--one", type=int, default=50,
                         help="sentences of the one-at-a-time case")
+    parser.add_argument("--source", help="sentences to translate, one per line (default: "
+                        "the Multi30k test2016 English side)")
     parser.add_argument("--batch", type=int, default=32, help="sentences per batch")
     parser.add_argument("--batches", type=int, default=4, help="batches of the batch case")
     parser.add_argument("--beam", type=int, default=4)
