@@ -83,3 +83,12 @@ def split_sentences(text: str, lang: str) -> Segmented:
             break
     gaps.append(text[gap_start:])
     return Segmented(sentences=sentences, gaps=gaps)
+
+
+def whole(text: str) -> Segmented:
+    """`text` as one sentence (no splitting), its surrounding whitespace kept."""
+    body = text.strip()
+    if not body:
+        return Segmented(sentences=[], gaps=[text])
+    start = text.index(body)
+    return Segmented(sentences=[body], gaps=[text[:start], text[start + len(body):]])
