@@ -161,6 +161,8 @@ class Batcher:
         Sentences are taken in turn from the oldest job and every waiting job that can share
         its batch, within the budget of rows × tokens."""
         first = self.pending[0]
+        if first.call is not None:
+            return [(first, 0)], True
         if first.alone or not self.settings.batching:
             return [(first, k) for k in range(first.scheduled, len(first.texts))], True
         jobs = [j for j in self.pending if not j.alone and j.options == first.options]

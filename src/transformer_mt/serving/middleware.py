@@ -99,6 +99,9 @@ class Guard:
         self.gate.in_flight += 1
         try:
             await self.app(scope, self.counting(receive), send_with_id)
+        except BodyTooLarge as exc:  # a route that does not answer it itself
+            if not started:
+                await error_response(413, str(exc.detail))(scope, receive, send_with_id)
         except Exception:  # noqa: BLE001 - a bug: log it, never show it
             log.exception("request %s (%s %s) failed", request_id, scope.get("method"),
                           scope.get("path"))
