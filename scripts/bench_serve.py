@@ -86,6 +86,14 @@ def request_bytes(sentence: str) -> bytes:
     return head.encode() + body
 
 
+async def read_response(reader: asyncio.StreamReader) -> tuple[str, bytes]:
+    """One HTTP/1.1 response with a Content-Length: its head and its body."""
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+    fields = dict(line.split(":", 1) for line in head.split("\r\n")[1:] if ":" in line)
+    length = int({k.lower(): v for k, v in fields.items()}["content-length"])
+    return head, await reader.readexactly(length)
+
+
 async def clients_loop(port: int, requests: list[bytes], clients: int, time_limit: float,
                        latencies: list[float], errors: list[str]) -> None:
     """C clients, each on its own connection, sending the next request when the last answer
@@ -101,11 +109,7 @@ async def clients_loop(port: int, requests: list[bytes], clients: int, time_limi
             started = time.perf_counter()
             writer.write(request)
             try:
-                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
-                fields = dict(line.split(":", 1) for line in head.split("\r\n")[1:]
-                              if ":" in line)
-                length = int({k.lower(): v for k, v in fields.items()}["content-length"])
-                payload = await reader.readexactly(length)
+                head, payload = await read_response(reader)
             except (asyncio.IncompleteReadError, ConnectionError) as exc:
                 errors.append(f"connection lost: {exc!r}")  # this client stops
                 break
