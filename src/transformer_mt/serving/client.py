@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from fastapi import Request
 
 from transformer_mt.serving.service import TranslationService
@@ -27,8 +29,12 @@ def admit(service: TranslationService, request: Request, in_body: str | None = N
     service.access.check(api_key(request, in_body), address)
 
 
-async def gone(request: Request) -> None:
-    """Returns when the client disconnects (call it once the body has been read: the next
-    message of the connection is then its end)."""
+async def _disconnected(request: Request) -> None:
     while (await request.receive())["type"] != "http.disconnect":
         pass
+
+
+def gone(request: Request) -> Callable[[], Awaitable[None]]:
+    """A function whose awaitable returns when the client disconnects (watched only once the
+    body has been read and the job queued: the next message of the connection is its end)."""
+    return lambda: _disconnected(request)

@@ -22,6 +22,7 @@ from transformer_mt.serving.batcher import ApiError, Batcher, Job
 from transformer_mt.serving.language_id import REFUSE_ABOVE, LanguageIdentifier
 
 T = TypeVar("T")
+Gone = Callable[[], Awaitable[Any]]  # returns an awaitable that completes when the client leaves
 MAX_LEN_A, MAX_LEN_B = 4.0, 512  # the longest output a sentence may ask for: 4 × source + 512
 
 
@@ -130,16 +131,16 @@ class TranslationService:
         return prepared
 
     async def translate(self, texts: list[str], options: SearchOptions, seed: int | None = None,
-                        gone: Awaitable[Any] | None = None, split: bool = True,
+                        gone: Gone | None = None, split: bool = True,
                         ) -> list[TextResult]:
         """Each text's n-best list, its sentences searched with `options` in shared batches
-        (each text as one sentence unless `split`); `gone` completes when the client
+        (each text as one sentence unless `split`); `gone()` completes when the client
         disconnects (the job is then dropped)."""
         self.check_texts(texts)
         return await self.translate_checked(texts, options, seed, gone, split)
 
     async def translate_checked(self, texts: list[str], options: SearchOptions,
-                                seed: int | None = None, gone: Awaitable[Any] | None = None,
+                                seed: int | None = None, gone: Gone | None = None,
                                 split: bool = True) -> list[TextResult]:
         """`translate` for texts whose count and characters were checked by the caller (the
         text nodes of an HTML document, checked as the document)."""
@@ -159,11 +160,11 @@ class TranslationService:
             start = end
         return results
 
-    async def run(self, job: Job, gone: Awaitable[Any] | None = None) -> Any:
+    async def run(self, job: Job, gone: Gone | None = None) -> Any:
         """Queue `job` and wait for its result: 504 after the timeout; if the client goes
         away first, the job is dropped. Either way what it has not started never runs."""
         self.batcher.submit(job)
-        watcher = asyncio.ensure_future(gone) if gone is not None else None
+        watcher = asyncio.ensure_future(gone()) if gone is not None else None
         waiting = [job.future] + ([watcher] if watcher is not None else [])
         try:
             await asyncio.wait(waiting, timeout=self.settings.timeout,
@@ -182,7 +183,7 @@ class TranslationService:
                        "retry, or send shorter texts")
 
     async def call(self, function: Callable[[Translator], Any],
-                   gone: Awaitable[Any] | None = None) -> Any:
+                   gone: Gone | None = None) -> Any:
         """Run `function(translator)` alone on the model loop (e.g. attention maps)."""
         return await self.run(Job(loop=asyncio.get_running_loop(), call=function), gone)
 
