@@ -197,6 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
                         help="environment of the server process (allocator experiments)")
+    parser.add_argument("--server-python", default=sys.executable,
+                        help="the Python that runs the server (another checkout's virtualenv, "
+                        "to measure an older version)")
+    parser.add_argument("--server-arg", action="append", default=[], metavar="ARG",
+                        help="an extra `serve` argument (repeat for each)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
 
@@ -206,8 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     port = free_port()
     env = {**os.environ, **dict(item.split("=", 1) for item in args.server_env)}
     server = subprocess.Popen(
-        [sys.executable, "-m", "transformer_mt.commands.main", "serve", "--checkpoint",
-         args.checkpoint, "--port", str(port), "--device", "cpu"], env=env,
+        [args.server_python, "-m", "transformer_mt.commands.main", "serve", "--checkpoint",
+         args.checkpoint, "--port", str(port), "--device", "cpu", *args.server_arg], env=env,
         stdout=subprocess.DEVNULL)
     load = os.getloadavg()[0]
     try:
