@@ -126,19 +126,30 @@ async def client(port: int, pool: list[str], rng: random.Random, deadline: float
 
 
 def expected_answers(checkpoint: str, checks: set[tuple[str, str]]) -> dict[tuple, str]:
-    """What `Translator` gives each text alone (HTML: its text nodes, as the server does)."""
+    """What `Translator` gives each text alone (HTML: its text nodes, as the server does).
+    A text is translated sentence by sentence, so each distinct sentence is translated alone
+    once, and every text is its sentences' translations in its layout."""
+    from transformer_mt.inference.sentences import split_sentences
     from transformer_mt.inference.translator import Translator
     from transformer_mt.serving.html_text import rebuild, text_nodes
 
     translator = Translator.from_checkpoint(checkpoint, device="cpu")
+    alone: dict[str, str] = {}
+
+    def translated(text: str) -> str:
+        part = split_sentences(text, translator.src_lang)
+        for sentence in part.sentences:
+            if sentence not in alone:
+                alone[sentence] = translator.translate(sentence)
+        return part.join([alone[s] for s in part.sentences])
+
     answers = {}
     for fmt, text in checks:
         if fmt == "text":
-            answers[(fmt, text)] = translator.translate(text, split_sentences=True)
+            answers[(fmt, text)] = translated(text)
         else:
             nodes = text_nodes(text)
-            out = translator.translate([n.text for n in nodes], split_sentences=True)
-            answers[(fmt, text)] = rebuild(text, nodes, out)
+            answers[(fmt, text)] = rebuild(text, nodes, [translated(n.text) for n in nodes])
     return answers
 
 
