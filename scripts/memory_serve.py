@@ -7,7 +7,9 @@ and after the warm-up wave and at the end it reports:
 - the C allocator: glibc's `mallinfo2` (bytes in use, free bytes it holds, arena count),
   resident memory, and resident memory after `malloc_trim(0)`.
 
-  python scripts/memory_serve.py --checkpoint /work/models/demo.ckpt --waves 40
+  python scripts/memory_serve.py --checkpoint /work/models/demo.ckpt --waves 30
+  python scripts/memory_serve.py --checkpoint /work/models/demo.ckpt --waves 30 --max-beam 64 \
+      --batch-tokens 262144
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ def main() -> None:
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--waves", type=int, default=40, help="waves of 64 requests")
     parser.add_argument("--max-beam", type=int, default=16, help="the server's --max-beam")
+    parser.add_argument("--batch-tokens", type=int, default=16384,
+                        help="the server's --batch-tokens (rows × tokens); 4096 × the beam "
+                        "reproduces the budget of source tokens alone of the earlier server")
     args = parser.parse_args()
 
     from transformer_mt.inference.search import SearchOptions
@@ -67,7 +72,8 @@ def main() -> None:
         pool = [line.strip() for line in handle if line.strip()]
     translator = Translator.from_checkpoint(args.checkpoint, device="cpu")
     batcher = Batcher(translator, ServerSettings(checkpoint=args.checkpoint,
-                                                 max_beam=args.max_beam))
+                                                 max_beam=args.max_beam,
+                                                 batch_tokens=args.batch_tokens))
     service = TranslationService(batcher)
     loop_thread = threading.Thread(target=batcher.run, daemon=True)
     loop_thread.start()
