@@ -510,6 +510,7 @@ def translate_lines(
     batch_tokens: int,
     progress: Callable[[int], None] | None = None,
     on_finished: Finished | None = None,
+    token_ids: Sequence[Sequence[int]] | None = None,
     **generate_kwargs,
 ) -> Translations:
     """Translate raw text lines with `generate`; n-best lists come back in input order.
@@ -519,7 +520,8 @@ def translate_lines(
     get one empty hypothesis (score 0). A source longer than max_positions - 1 tokens is cut
     to fit (EOS appended after the cut) and counted in `truncated`. `progress` is called with
     the number of lines finished after each batch; `on_finished(line index, hypotheses)` as
-    soon as a line's search is over (see `generate`).
+    soon as a line's search is over (see `generate`). `token_ids`, when given, are the lines'
+    subword ids (no EOS), already tokenized (the server tokenizes once, off its event loop).
     """
     model, tokenizer = loaded.model, loaded.tokenizer
     c = model.config
@@ -540,7 +542,8 @@ def translate_lines(
     if progress is not None and len(todo) < len(lines):
         progress(len(lines) - len(todo))
     cap = c.max_positions - 1
-    encoded = tokenizer.encode([lines[i] for i in todo])
+    encoded = (tokenizer.encode([lines[i] for i in todo]) if token_ids is None
+               else [list(token_ids[i]) for i in todo])
     truncated = sum(len(ids) > cap for ids in encoded)
     sources = [ids[:cap] + [c.eos_id] for ids in encoded]
     for batch in _token_batches([len(s) for s in sources], batch_tokens):
