@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import http.client
 import json
 import lzma
@@ -178,6 +179,28 @@ def offline(checkpoint: str, sentences: list[str], slice_size: int) -> dict[str,
             "slices_by_length_per_s": rate(cut(by_length))}
 
 
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds each thread of process `pid` has used so far (Linux /proc; empty elsewhere)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    seconds = {}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            seconds[int(task.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    return seconds
+
+
+def cpu_shares(pid: int, before: dict[int, float], wall: float) -> dict[str, Any]:
+    """Each server thread's share of one core over a level, since `before`: the main thread
+    (the model loop and the first of torch's threads) apart, then the others, busiest first
+    (torch's other threads, HTTP, the text worker): what HTTP takes from the model's cores."""
+    after = thread_cpu(pid)
+    used = {tid: after[tid] - before.get(tid, 0.0) for tid in after}
+    others = sorted((round(v / wall, 2) for tid, v in used.items() if tid != pid and v > 0),
+                    reverse=True)
+    return {"main": round(used.get(pid, 0.0) / wall, 2), "others": others}
+
+
 def batching_counters(port: int) -> dict[str, float]:
     """The server's batches and requests run so far and its model loop's busy seconds."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -260,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
             run_level(port, sentences[:8], 2, 60)  # warm-up
             results[mode] = []
             for clients in levels:
-                before = batching_counters(port)
+                before, cpu = batching_counters(port), thread_cpu(process.pid)
                 level = run_level(port, sentences, clients, args.level_timeout,
                                   args.per_request)
                 after = batching_counters(port)
@@ -269,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
                     (after["requests_run"] - before["requests_run"]) / max(batches, 1), 1)
                 level["model_busy_share"] = round(
                     (after["busy_s"] - before["busy_s"]) / level["seconds"], 2)
+                level["server_thread_cores"] = cpu_shares(process.pid, cpu, level["seconds"])
                 print(f"{mode}: {level}", flush=True)
                 results[mode].append(level)
         finally:
