@@ -33,6 +33,7 @@ from transformer_mt.inference.search import (
     length_penalty_factor,
     max_lengths,
 )
+from transformer_mt.inference.translator import clean_text
 
 if TYPE_CHECKING:
     from transformer_mt.inference.loaded_model import LoadedModel
@@ -176,11 +177,14 @@ def explain(
     table = model.positions.table[:n_positions].float()
     with torch.inference_mode():
         scaled = model.embed(torch.tensor(src, device=table.device)) * model.embed_scale
-    decode = loaded.tokenizer.decode
+
+    def decode(tokens: list[int]) -> str:  # as `translate` prints it
+        return clean_text(loaded.tokenizer.decode([tokens])[0])
+
     return {
-        "source": {"text": decode([src_ids])[0], "pieces": tokens["source_tokens"],
+        "source": {"text": decode(src_ids), "pieces": tokens["source_tokens"],
                    "ids": src},
-        "translation": {"text": decode([best.tokens])[0], "pieces": tokens["target_tokens"],
+        "translation": {"text": decode(best.tokens), "pieces": tokens["target_tokens"],
                         "ids": best.tokens + [c.eos_id]},
         "decoder_input": {"pieces": tokens["decoder_input_tokens"],
                           "ids": [c.bos_id] + best.tokens},
@@ -203,7 +207,7 @@ def explain(
             "max_output_tokens": limit, "steps": max((n["step"] for n in tree.nodes),
                                                      default=0),
             "nodes": tree.nodes, "best": tree.winner(best, c.eos_id),
-            "nbest": [{"text": decode([h.tokens])[0], "tokens": h.tokens, "score": h.score,
+            "nbest": [{"text": decode(h.tokens), "tokens": h.tokens, "score": h.score,
                        "log_prob": h.log_prob} for h in hypotheses],
         },
         "distribution": output_distribution(loaded, src, best.tokens, epsilon),
