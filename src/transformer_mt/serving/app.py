@@ -1,6 +1,6 @@
-"""The HTTP application of `transformer-mt serve`: the page (`/`, and its "Inside" view at
-`/inside`), health and info, and the API routers (`libretranslate`, `api_v1`, `explain`) over
-one batcher.
+"""The HTTP application of `transformer-mt serve`: the page (`/`, its "Inside" view at
+`/inside` and the script both load, `/page.js`), health and info, and the API routers
+(`libretranslate`, `api_v1`, `explain`) over one batcher.
 
 One process holds one model copy. Requests never run the model themselves: the routes hand
 their sentences to the `Batcher` (through `TranslationService`), whose loop runs elsewhere
@@ -16,7 +16,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from transformer_mt.serving import api_v1, explain, libretranslate
 from transformer_mt.serving.access import Access
@@ -64,7 +64,8 @@ def create_app(batcher: Batcher, access: Access | None = None) -> FastAPI:
     app = FastAPI(title="transformer-mt", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.service = service
     static = resources.files(__package__) / "static"
-    page, inside = ((static / name).read_text("utf-8") for name in ("index.html", "inside.html"))
+    page, inside, script = ((static / name).read_text("utf-8")
+                            for name in ("index.html", "inside.html", "page.js"))
     install_error_handlers(app)
     app.add_middleware(Guard, max_body=settings.max_body, gate=service.gate)
     if settings.cors_origins:
@@ -80,6 +81,10 @@ def create_app(batcher: Batcher, access: Access | None = None) -> FastAPI:
     @app.get("/inside", response_class=HTMLResponse)
     async def inside_view() -> HTMLResponse:
         return HTMLResponse(inside)
+
+    @app.get("/page.js")
+    async def page_script() -> Response:
+        return Response(script, media_type="text/javascript")
 
     @app.get("/health")
     async def health() -> JSONResponse:
