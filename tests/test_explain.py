@@ -182,6 +182,17 @@ def test_subwords_and_positional_encoding(translator: Translator) -> None:
         [math.sqrt(c.d_model / 2)] * len(ids), abs=1e-2)
 
 
+def test_json_attention_has_four_decimals(translator: Translator) -> None:
+    """The attention maps, most of the answer's bytes, are written with four decimals (a
+    float32 rounded and then printed as a float64 would take three times the bytes)."""
+    record = explained(translator, SENTENCES[0])
+    as_text = json.loads(to_json(record), parse_float=str)["attention"]
+    for kind, array in record["attention"].items():
+        numbers = np.array(as_text[kind]).ravel()
+        assert max(len(n) for n in numbers) <= len("0.1234")
+        np.testing.assert_allclose(numbers.astype(float), array.ravel(), atol=5e-5)
+
+
 def run_attention(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
     attention.add_arguments(parser)
