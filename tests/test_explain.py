@@ -27,6 +27,7 @@ from transformer_mt.inference.search import BeamStep, SearchOptions, beam_search
 from transformer_mt.model.layers import sinusoidal_table
 
 SENTENCES = distinct_sentences(4)
+EOS_BIAS = 1.5  # added to the tiny model's EOS logit: its hypotheses then end on their own
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +115,38 @@ def test_the_tree_keeps_a_full_beam_whose_parents_were_kept(translator: Translat
                 assert n["log_prob"] <= nodes[n["parent"]]["log_prob"] + 1e-4
         scores = [n["log_prob"] for n in sorted(here, key=lambda n: n["rank"])]
         assert scores == sorted(scores, reverse=True)
+
+
+@pytest.fixture
+def eos_prone(translator: Translator, monkeypatch: pytest.MonkeyPatch) -> Translator:
+    """The tiny random model with EOS_BIAS added to its end-of-sentence logit, everywhere the
+    logits are computed (search and forward pass alike): its hypotheses then end on their own,
+    before the length limit, and some ends are pruned, as with a trained model."""
+    model = translator.loaded.model
+    plain = model.logits
+    bias = torch.zeros(model.config.vocab_size)
+    bias[model.config.eos_id] = EOS_BIAS
+    monkeypatch.setattr(model, "logits", lambda hidden: plain(hidden) + bias)
+    return translator
+
+
+@pytest.mark.parametrize("beam_size", [3, 4])
+def test_hypotheses_that_end_on_their_own(eos_prone: Translator, beam_size: int) -> None:
+    natural = pruned_ends = 0
+    for text in SENTENCES:
+        record = explained(eos_prone, text, beam_size=beam_size, nbest=2)
+        search, eos = record["search"], eos_prone.loaded.model.config.eos_id
+        want = eos_prone.translate(text, beam_size=beam_size, nbest=2, scores=True)
+        assert [h["text"] for h in search["nbest"]] == [w.text for w in want]
+        finished = [n for n in search["nodes"] if n["state"] == "finished"]
+        assert all(n["token"] == eos and n["rank"] < beam_size for n in finished)
+        natural += sum(n["step"] <= search["max_output_tokens"] for n in finished)
+        pruned_ends += sum(n["state"] == "pruned" and n["token"] == eos for n in search["nodes"])
+        assert search["steps"] <= search["max_output_tokens"]  # ended before the limit
+        # the best finished node is the winner, by the length-penalised score
+        assert search["nodes"][search["best"]]["score"] == max(n["score"] for n in finished)
+    assert natural >= len(SENTENCES)
+    assert pruned_ends > 0
 
 
 def test_the_observer_sees_every_step_and_changes_nothing(translator: Translator) -> None:
