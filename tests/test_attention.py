@@ -131,15 +131,18 @@ def test_layer_and_head_filters(checkpoint: Path, tmp_path: Path, filters: list[
     assert (out / "attention.npz").is_file()
 
 
-def test_greedy_translation_is_the_default_target(checkpoint: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("search, beam_size", [([], 4), (["--beam-size", "1"], 1)])
+def test_the_translation_is_the_default_target(checkpoint: Path, tmp_path: Path,
+                                               search: list[str], beam_size: int) -> None:
+    """Without --tgt the target is what `translate` prints with the same search options."""
     assert run_attention(["--checkpoint", str(checkpoint), "--src", SRC, "--out", str(tmp_path),
-                          "--layer", "0", "--head", "0"]) == 0
+                          "--layer", "0", "--head", "0", *search]) == 0
     loaded = load_for_inference(checkpoint)
     src = torch.tensor([loaded.tokenizer.encode([SRC])[0] + [EOS_ID]])
-    greedy = generate(loaded.model, src, beam_size=1)[0][0].tokens
+    searched = generate(loaded.model, src, beam_size=beam_size)[0][0].tokens
     with np.load(tmp_path / "attention.npz", allow_pickle=False) as saved:
         assert list(saved["target_tokens"]) == [
-            loaded.tokenizer.sp.id_to_piece(i) for i in greedy] + ["</s>"]
+            loaded.tokenizer.sp.id_to_piece(i) for i in searched] + ["</s>"]
 
 
 @pytest.mark.parametrize("argv, message", [

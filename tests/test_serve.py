@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -21,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests._server import Reply, Server, distinct_sentences, rss_mb, start_server, stop
+from tests._server import Reply, Server, chromium, distinct_sentences, rss_mb, start_server, stop
 from tests.conftest import import_extra
 
 import_extra("fastapi", "serve")
@@ -422,38 +420,16 @@ def test_a_port_in_use_is_an_error_not_a_server(server: Server, tiny_checkpoint:
     assert server.call("/health").status == 200  # the first server is unharmed
 
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-
-
 def test_page_in_a_real_browser(server: Server, translator: Translator) -> None:
     """Headless Chromium opens /, pastes a two-paragraph text, clicks Translate and reads the
     translation: sentence by sentence, the blank line between the paragraphs kept. Skipped
     where Chromium is not installed, except in CI (CI=true)."""
-    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not shutil.which(p)]
-    if missing:
-        message = (f"{' and '.join(missing)} not installed (apt-get install chromium "
-                   "chromium-driver)")
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the browser test: {message}")
-        pytest.skip(message)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    profile = Path(os.environ.get("TMPDIR", "/tmp")) / f"chromium-profile-{os.getpid()}"
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={profile}"):
-        options.add_argument(flag)
     sentence = "the cat sleeps. a dog runs!\n\nthe big house. small green dog"
     single = distinct_sentences(5)[4]
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    try:
-        driver.set_page_load_timeout(30)
+    with chromium() as driver:
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import WebDriverWait
+
         driver.get(server.url + "/")
         driver.find_element(By.ID, "source").send_keys(sentence)
         driver.find_element(By.ID, "translate").click()
@@ -465,9 +441,6 @@ def test_page_in_a_real_browser(server: Server, translator: Translator) -> None:
         driver.find_element(By.ID, "show-attention").click()  # draws the cross-attention grid
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#attention table"))
         rows = driver.find_elements(By.CSS_SELECTOR, "#attention tbody tr")
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
     expected = translator.translate(sentence, split_sentences=True)
     # two paragraphs and a blank line; the browser renders runs of spaces as one
     assert [line.split() for line in translation.split("\n")] == [

@@ -4,8 +4,14 @@ The weights are the real probabilities of the model's teacher-forced forward pas
 (`inference.attention_weights`, over `Transformer.attention_weights`), not a
 re-implementation, so the pictures show exactly what the model computed: encoder
 self-attention, causal decoder self-attention and encoder-decoder (cross) attention, per layer
-and head, plus the mean over heads. Without --tgt the greedy translation is the target, so the
-pictures explain the model's own output.
+and head, plus the mean over heads. Without --tgt the target is the model's own output: the
+translation `translate` prints with the same search options (--beam-size etc., translate's
+defaults: beam 4).
+
+--json FILE writes, instead of or beside the pictures, everything the model computes for the
+sentence as one JSON record, the one the server's POST /v1/explain returns and the page's
+"Inside" view draws (`inference.explanation`): the pieces, the positional encoding, every
+attention map, the beam search tree and the output distribution. It needs no extra.
 
 Files (layers and heads count from 0):
   DIR/{encoder,decoder,cross}_L{l}_H{h}.png and DIR/{kind}_L{l}_avg.png
@@ -30,12 +36,15 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from transformer_mt.commands.options import require_extra
+from transformer_mt.commands.options import add_search_arguments, require_extra, search_options
 from transformer_mt.errors import UserError
 from transformer_mt.textio import atomic_write
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from transformer_mt.inference.loaded_model import LoadedModel
+    from transformer_mt.inference.search import SearchOptions
 
 
 # weights key -> (file prefix, title)
@@ -44,6 +53,8 @@ KINDS = {
     "decoder_self": ("decoder", "decoder self-attention (causal)"),
     "cross": ("cross", "cross-attention (decoder \u2192 encoder)"),
 }
+# the search options of the target, and of --json's search tree (no sampling: no tree)
+EXPLAIN_SEARCH = ("beam_size", "length_penalty", "max_len_a", "max_len_b", "nbest")
 CELL_INCHES = 0.32  # per token, so labels stay readable however long the sentence
 MAX_INCHES = 30.0
 
@@ -54,9 +65,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--src", required=True, metavar="TEXT", help="source sentence (raw text)")
     parser.add_argument(
         "--tgt", metavar="TEXT",
-        help="target sentence (raw text) to force-decode; default: the greedy translation",
+        help="target sentence (raw text) to force-decode; default: the model's translation",
     )
-    parser.add_argument("--out", required=True, metavar="DIR", help="directory for the pictures")
+    parser.add_argument("--out", metavar="DIR", help="directory for the pictures")
+    parser.add_argument(
+        "--json", metavar="FILE",
+        help="write what the model computes for the sentence (POST /v1/explain's JSON) to "
+        "FILE ('-': standard output)",
+    )
     parser.add_argument(
         "--layer", type=int, metavar="L", help="only this layer (counting from 0)",
     )
@@ -64,14 +80,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--head", type=int, metavar="H",
         help="only this head (counting from 0); the mean over heads is then not drawn",
     )
+    add_search_arguments(parser, EXPLAIN_SEARCH)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Compute the attention of one sentence pair and write the pictures and the raw weights."""
-    require_extra("matplotlib", "viz")
-    import numpy as np
-
-    from transformer_mt.inference.attention_weights import attention_arrays, sentence_ids
+    """Compute the attention of one sentence pair and write the pictures and the raw weights,
+    and/or the whole explanation as JSON."""
+    if args.out is None and args.json is None:
+        raise UserError("nothing to write: give --out DIR (pictures), --json FILE, or both")
+    if args.json is not None and args.tgt is not None:
+        raise UserError("--json explains the model's own search, which --tgt would not be; "
+                        "leave out --tgt")
+    options = search_options(args)
+    if args.out is not None:
+        require_extra("matplotlib", "viz")
     from transformer_mt.inference.loaded_model import load_for_inference
 
     loaded = load_for_inference(args.checkpoint)
@@ -82,7 +104,41 @@ def run(args: argparse.Namespace) -> int:
                         f"{max(c.n_encoder_layers, c.n_decoder_layers) - 1}")
     if args.head is not None and not 0 <= args.head < c.n_heads:
         raise UserError(f"--head {args.head}: the model has heads 0 to {c.n_heads - 1}")
-    src, tgt = sentence_ids(loaded, args.src, args.tgt)
+    if args.json is not None:
+        write_explanation(loaded, args.src, options, args.json)
+    if args.out is not None:
+        write_pictures(loaded, args, options)
+    return 0
+
+
+def write_explanation(loaded: LoadedModel, text: str, options: SearchOptions,
+                      path: str) -> None:
+    """`inference.explanation`'s record of `text` as JSON, to `path` or ('-') stdout."""
+    from transformer_mt.inference.attention_weights import source_ids
+    from transformer_mt.inference.explanation import explain, to_json
+
+    body = to_json(explain(loaded, source_ids(loaded, text), options))
+    if path == "-":
+        sys.stdout.buffer.write(body + b"\n")
+        sys.stdout.flush()
+        return
+    try:
+        with atomic_write(Path(path), "wb") as handle:
+            handle.write(body)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write ({exc.strerror})") from None
+    print(f"transformer-mt: wrote the explanation of {text!r} to {path}", file=sys.stderr)
+
+
+def write_pictures(loaded: LoadedModel, args: argparse.Namespace,
+                   options: SearchOptions) -> None:
+    """The heatmaps and attention.npz of `args.src` (and `args.tgt`, or the translation
+    searched with `options`) in `args.out`."""
+    import numpy as np
+
+    from transformer_mt.inference.attention_weights import attention_arrays, sentence_ids
+
+    src, tgt = sentence_ids(loaded, args.src, args.tgt, options)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a directory")
@@ -100,7 +156,6 @@ def run(args: argparse.Namespace) -> int:
     target_text = loaded.tokenizer.decode([tgt])[0]
     print(f"transformer-mt: wrote {written} pictures and attention.npz to {out} "
           f"(target: {target_text!r})", file=sys.stderr)
-    return 0
 
 
 def draw_all(

@@ -31,7 +31,8 @@ USER_COMMANDS = {
     "evaluate": "sacreBLEU scores of translations, a checkpoint or a test set; significance",
     "average": "average the weights of several checkpoints",
     "export": "export a checkpoint to Hugging Face Marian / CTranslate2",
-    "attention": "draw attention heatmaps for one sentence",
+    "attention": "draw attention heatmaps for one sentence, or write all the model computes "
+                 "for it (--json)",
     "serve": "translate over HTTP (LibreTranslate API, web page)",
 }
 

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from transformer_mt.inference.loaded_model import LoadedModel
+    from transformer_mt.inference.search import SearchOptions
 
 
 def attention_arrays(
@@ -40,24 +41,35 @@ def attention_arrays(
     return arrays, tokens
 
 
+def source_ids(loaded: LoadedModel, text: str) -> list[int]:
+    """The subword ids of a source sentence (no EOS); a UserError when it is empty or, with
+    its EOS, longer than the model's position table."""
+    c = loaded.model.config
+    if not text.strip():
+        raise UserError("--src is empty")
+    ids = loaded.tokenizer.encode([text])[0]
+    if len(ids) + 1 > c.max_positions:
+        raise UserError(f"--src is {len(ids) + 1} tokens long; the model takes at most "
+                        f"{c.max_positions}")
+    return ids
+
+
 def sentence_ids(
-    loaded: LoadedModel, src_text: str, tgt_text: str | None
+    loaded: LoadedModel, src_text: str, tgt_text: str | None,
+    options: SearchOptions | None = None,
 ) -> tuple[list[int], list[int]]:
-    """Source ids (+ EOS) and target ids (no BOS/EOS): the given target, or the greedy one."""
+    """Source ids (+ EOS) and target ids (no BOS/EOS): the given target, or the model's best
+    translation searched with `options` (default: greedy)."""
     import torch
 
     from transformer_mt.inference.search import generate
 
     c = loaded.model.config
-    if not src_text.strip():
-        raise UserError("--src is empty")
-    src = loaded.tokenizer.encode([src_text])[0] + [c.eos_id]
-    if len(src) > c.max_positions:
-        raise UserError(f"--src is {len(src)} tokens long; the model takes at most "
-                        f"{c.max_positions}")
+    src = source_ids(loaded, src_text) + [c.eos_id]
     if tgt_text is None:
         device = next(loaded.model.parameters()).device
-        tgt = generate(loaded.model, torch.tensor([src], device=device), beam_size=1)[0][0].tokens
+        search = vars(options) if options is not None else {"beam_size": 1}
+        tgt = generate(loaded.model, torch.tensor([src], device=device), **search)[0][0].tokens
     else:
         tgt = loaded.tokenizer.encode([tgt_text])[0]
     if len(tgt) + 1 > c.max_positions:

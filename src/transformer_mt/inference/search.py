@@ -49,6 +49,28 @@ class Hypothesis:
 
 
 @dataclass(kw_only=True)
+class BeamStep:
+    """What one step of `beam_search` decided, for an observer (`inference.explanation` draws
+    the search tree from it). Rows are the alive sentences (`sentences`: their batch
+    indices). `score`, `parent`, `token` (A, 2K): the best extensions, ranked, as cumulative
+    log-probabilities (-inf: impossible), the beam each extends (its place in the previous
+    step's `kept_*` order; the first step has one beam) and the token added. `finished`
+    (A, K): the EOS extensions ranked within the top K, which finished a hypothesis (None
+    when none did). `kept_score`, `kept_parent`, `kept_token` (A, K): the extensions that stay
+    alive, in beam order."""
+
+    step: int  # hypothesis length after this step's token, EOS included
+    sentences: Tensor
+    score: Tensor
+    parent: Tensor
+    token: Tensor
+    finished: Tensor | None
+    kept_score: Tensor
+    kept_parent: Tensor
+    kept_token: Tensor
+
+
+@dataclass(kw_only=True)
 class Translations:
     """What `translate_lines` returns: n-best lists in input order, and how many sources were
     cut to fit the model (so the caller can warn)."""
@@ -330,9 +352,11 @@ def _one_path_per_row(
 def beam_search(
     model: Transformer, src: Tensor, *, beam_size: int = 4, length_penalty: float = 0.6,
     max_len_a: float = 1.0, max_len_b: int = 50, nbest: int = 1,
-    on_finished: Finished | None = None,
+    on_finished: Finished | None = None, observer: Callable[[BeamStep], None] | None = None,
 ) -> list[list[Hypothesis]]:
     """Batched beam search; returns per sentence the `nbest` best finished hypotheses.
+    `observer`, when given, is called once per step with what the step ranked, finished and
+    kept (`BeamStep`); without it the search does no extra work.
 
     All sentences' beams form one (A * K)-row batch. Each step ranks, per sentence, the K * V
     extensions by cumulative log-probability (all alive hypotheses have the same length, so
@@ -411,6 +435,10 @@ def beam_search(
                                  cand_tok.gather(1, keep))
         else:  # no EOS among the candidates: the K best stay alive
             cum, beam, tokens = cand_score[:, :k], cand_beam[:, :k], cand_tok[:, :k]
+        if observer is not None:
+            observer(BeamStep(step=step, sentences=sent, score=cand_score, parent=cand_beam,
+                              token=cand_tok, finished=ends if ended else None, kept_score=cum,
+                              kept_parent=beam, kept_token=tokens))
         rows = first_row * k_cur + beam  # (A, K) parent rows
 
         bound = cum[:, 0] / best_penalty.clamp_min(length_penalty_factor(step + 1,

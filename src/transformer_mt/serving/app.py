@@ -1,5 +1,6 @@
-"""The HTTP application of `transformer-mt serve`: the page, health and info, and the API
-routers (`libretranslate`, `api_v1`) over one batcher.
+"""The HTTP application of `transformer-mt serve`: the page (`/`, its "Inside" view at
+`/inside` and the script both load, `/page.js`), health and info, and the API routers
+(`libretranslate`, `api_v1`, `explain`) over one batcher.
 
 One process holds one model copy. Requests never run the model themselves: the routes hand
 their sentences to the `Batcher` (through `TranslationService`), whose loop runs elsewhere
@@ -15,9 +16,9 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from transformer_mt.serving import api_v1, libretranslate
+from transformer_mt.serving import api_v1, explain, libretranslate
 from transformer_mt.serving.access import Access
 from transformer_mt.serving.batcher import Batcher
 from transformer_mt.serving.middleware import Guard, install_error_handlers
@@ -51,7 +52,8 @@ def info(service: TranslationService) -> dict[str, Any]:
                                         f"{config.max_positions - 1}) per sentence",
                    "max_beam": settings.max_beam, "max_body_bytes": settings.max_body,
                    "queue_size": settings.queue_size, "timeout_s": settings.timeout,
-                   "api_keys": service.access.key_required, "req_limit": settings.req_limit},
+                   "api_keys": service.access.key_required, "req_limit": settings.req_limit,
+                   "explain": explain.limits(service)},
     }
 
 
@@ -61,7 +63,9 @@ def create_app(batcher: Batcher, access: Access | None = None) -> FastAPI:
     settings = service.settings
     app = FastAPI(title="transformer-mt", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.service = service
-    page = (resources.files(__package__) / "static" / "index.html").read_text("utf-8")
+    static = resources.files(__package__) / "static"
+    page, inside, script = ((static / name).read_text("utf-8")
+                            for name in ("index.html", "inside.html", "page.js"))
     install_error_handlers(app)
     app.add_middleware(Guard, max_body=settings.max_body, gate=service.gate)
     if settings.cors_origins:
@@ -74,6 +78,14 @@ def create_app(batcher: Batcher, access: Access | None = None) -> FastAPI:
     async def index() -> HTMLResponse:
         return HTMLResponse(page)
 
+    @app.get("/inside", response_class=HTMLResponse)
+    async def inside_view() -> HTMLResponse:
+        return HTMLResponse(inside)
+
+    @app.get("/page.js")
+    async def page_script() -> Response:
+        return Response(script, media_type="text/javascript")
+
     @app.get("/health")
     async def health() -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -84,4 +96,5 @@ def create_app(batcher: Batcher, access: Access | None = None) -> FastAPI:
 
     app.include_router(libretranslate.router(service))
     app.include_router(api_v1.router(service))
+    app.include_router(explain.router(service))
     return app
