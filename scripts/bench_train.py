@@ -128,7 +128,7 @@ def make_step_batches(args: argparse.Namespace) -> list[dict[str, torch.Tensor]]
     rng = np.random.default_rng(args.seed)
     batches = make_batches(pairs.src_lengths, pairs.tgt_lengths, args.max_tokens, rng)
     chosen = rng.choice(len(batches), size=args.warmup + args.steps, replace=False)
-    return [collate([pairs[i] for i in batches[b]]) for b in chosen]
+    return [collate(pairs.batch(batches[b])) for b in chosen]
 
 
 def flops_per_step(config: TransformerConfig, batch: dict[str, torch.Tensor],
