@@ -212,6 +212,23 @@ def build(system: str, preset: str, config: TransformerConfig, device: torch.dev
     return Trainee(hf, loss, p_enc, p_dec)
 
 
+def train_step(loss: Any, batches: list[dict[str, torch.Tensor]], optimizer: torch.optim.Optimizer,
+               scheduler: Any, autocast: Any) -> int:
+    """One optimizer step as `fit` computes it, without Lightning: the loss of each
+    micro-batch, backward of its sum over the step's target tokens, the Adam update, the LR
+    schedule, zero_grad. Returns the step's target tokens (`scripts/bench_fit.py` runs it
+    too)."""
+    tokens = sum(int(b["tgt_out"].ne(PAD_ID).sum()) for b in batches)
+    for batch in batches:
+        with autocast:
+            loss_sum, _, _ = loss(batch)
+        (loss_sum / tokens).backward()
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return tokens
+
+
 def measure(system: str, args: argparse.Namespace, batches: list[dict[str, torch.Tensor]]
             ) -> dict[str, Any]:
     """Runs in a child process: build, warm up, time `args.steps` training steps."""
@@ -236,17 +253,12 @@ def measure(system: str, args: argparse.Namespace, batches: list[dict[str, torch
             torch.cuda.reset_peak_memory_stats()
         sync()
         start = time.perf_counter()
-        with autocast:
-            loss_sum, _, n_tokens = trainee.loss(batch)
-        (loss_sum / n_tokens).backward()
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        n_tokens = train_step(trainee.loss, [batch], optimizer, scheduler, autocast)
         sync()
         elapsed = time.perf_counter() - start
         if i >= args.warmup:
             times.append(elapsed)
-            tokens.append(int(n_tokens))
+            tokens.append(n_tokens)
             flops.append(flops_per_step(config, batch, trainee.p_enc, trainee.p_dec))
     result: dict[str, Any] = {
         "system": system,
