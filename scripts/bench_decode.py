@@ -17,7 +17,8 @@ of `--batch-size` sentences; every system gets the same batches in the same orde
 each (CTranslate2 with max_batch_size=0, so it does not re-batch). Times are text in, text out
 (tokenization included, model loading excluded), after one warm-up batch per system, and
 systems alternate within each of `--repeats` passes so that load on a shared machine spreads
-over all of them; the reported figure is the median pass.
+over all of them; the reported figure is the median pass, and with it the median time of one
+batch in that pass ("p50 ms": with `--batch-size 1`, the latency of one sentence).
 
 Search settings are aligned as docs/export.md describes: beam `--beam`, early stopping at K
 finished hypotheses, PAD and BOS never generated, length limit floor(src_len + 50) tokens
@@ -36,6 +37,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import sys
 import time
 import warnings
@@ -101,15 +103,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def exports_for(checkpoint: Path, root: Path) -> tuple[Path, Path]:
-    """The checkpoint's Hugging Face and CTranslate2 exports, made (and checked by `export`
-    against the checkpoint's own logits) when not already cached."""
+def ctranslate2_missing(device: str) -> str | None:
+    """Why CTranslate2 cannot run on `device` here (not installed, or a build without CUDA),
+    or None when it can: its systems are then left out with that note, not faked."""
+    try:
+        import ctranslate2
+    except ImportError as exc:
+        return f"ctranslate2 is not installed ({exc})"
+    if device == "cuda" and ctranslate2.get_cuda_device_count() == 0:
+        return f"ctranslate2 {ctranslate2.__version__} sees no CUDA device"
+    return None
+
+
+def exports_for(checkpoint: Path, root: Path, targets: Sequence[str] = ("hf", "ctranslate2")
+                ) -> tuple[Path, Path]:
+    """The checkpoint's Hugging Face and CTranslate2 exports (those of `targets`), made (and
+    checked by `export` against the checkpoint's own logits) when not already cached."""
     stat = checkpoint.stat()
     base = root / f"{checkpoint.stem}-{stat.st_size}-{int(stat.st_mtime)}"
     base.mkdir(parents=True, exist_ok=True)
     dirs = (base / "hf", base / "ct2")
     for target, out in zip(("hf", "ctranslate2"), dirs, strict=True):
-        if not (out / "config.json").is_file():
+        if target in targets and not (out / "config.json").is_file():
             export.run(argparse.Namespace(checkpoint=str(checkpoint), to=target, out=str(out),
                                           force=True, quantization=None))
     return dirs
@@ -222,8 +237,13 @@ def ctranslate2_system(ct2_dir: Path, loaded: LoadedModel, compute_type: str,
 
 def build_systems(args: argparse.Namespace, loaded: LoadedModel) -> list[System]:
     wanted = args.systems.split(",")
+    if any(name.startswith("ct2-") for name in wanted) and (
+            why := ctranslate2_missing(args.device)):
+        print(f"bench_decode: CTranslate2 left out: {why}", file=sys.stderr)
+        wanted = [name for name in wanted if not name.startswith("ct2-")]
+    targets = ["hf"] + (["ctranslate2"] if any(n.startswith("ct2-") for n in wanted) else [])
     systems = []
-    hf_dir, ct2_dir = exports_for(Path(args.checkpoint), Path(args.export_dir))
+    hf_dir, ct2_dir = exports_for(Path(args.checkpoint), Path(args.export_dir), targets)
     for name in wanted:
         if name == "ours":
             systems.append(ours(loaded, name, args.length_penalty, args.device))
@@ -291,6 +311,7 @@ def report(systems: list[System], beam: int, limits: list[int], references: list
             "seconds": best["seconds"], "sent_per_s": n_lines / best["seconds"],
             "tok_per_s": best["tokens"] / best["seconds"],
             "all_seconds": [p["seconds"] for p in system.results[beam]],
+            "batch_ms_p50": 1e3 * statistics.median(t for _, t in best["per_batch"]),
             "load": [p["load"] for p in system.results[beam]],
             "texts": best["texts"], "ids": best["ids"],
         }
@@ -300,7 +321,7 @@ def report(systems: list[System], beam: int, limits: list[int], references: list
                 bleu["score"], bleu["signature"]
     title = "greedy" if beam == 1 else f"beam {beam}"
     print(f"\n{title}: {n_lines} sentences, median of {len(systems[0].results[beam])} passes")
-    print(f"  {'system':<13} {'sent/s':>8} {'tok/s':>8} {'seconds':>8}  "
+    print(f"  {'system':<13} {'sent/s':>8} {'tok/s':>8} {'seconds':>8} {'p50 ms':>7}  "
           f"{'vs transformers':>15} {'vs ct2-float32':>14}  {'BLEU':>5}  "
           "identical to transformers, to ours (within length limit)")
     for name, row in rows.items():
@@ -321,8 +342,8 @@ def report(systems: list[System], beam: int, limits: list[int], references: list
                 same.append("-")
         bleu = f"{row['bleu']:5.2f}" if "bleu" in row else "    -"
         print(f"  {name:<13} {row['sent_per_s']:8.1f} {row['tok_per_s']:8.0f} "
-              f"{row['seconds']:8.2f}  {ratios[0]:>15} {ratios[1]:>14}  {bleu}  "
-              f"{', '.join(same)}")
+              f"{row['seconds']:8.2f} {row['batch_ms_p50']:7.1f}  {ratios[0]:>15} "
+              f"{ratios[1]:>14}  {bleu}  {', '.join(same)}")
     if references is not None:
         print(f"  BLEU: {next(iter(rows.values()))['bleu_signature']}")
     return rows
@@ -347,7 +368,6 @@ def main(argv: list[str] | None = None) -> int:
     lengths = [len(ids) + 1 for ids in loaded.tokenizer.encode(lines)]
     batches = plan_batches(lengths, args.batch_tokens, args.batch_size)
 
-    import ctranslate2
     import transformers
 
     load_start = os.getloadavg()
@@ -362,8 +382,13 @@ def main(argv: list[str] | None = None) -> int:
           f"{c.n_decoder_layers} layers, vocab {c.vocab_size}), {len(lines)} sentences of "
           f"{source}, {len(batches)} batches of <= {size}, device {args.device}, "
           f"{args.threads} threads")
+    ct2_version = "not used"
+    if not ctranslate2_missing(args.device):
+        import ctranslate2
+
+        ct2_version = ctranslate2.__version__
     print(f"  torch {torch.__version__}, transformers {transformers.__version__}, ctranslate2 "
-          f"{ctranslate2.__version__}; length penalty {args.length_penalty}; ours' CPU GEMM "
+          f"{ct2_version}; length penalty {args.length_penalty}; ours' CPU GEMM "
           f"{cpu_gemm} (CPU vendor {vendor})")
     limits = [length_limit(n, c.max_positions) for n in lengths]
     for beam in args.beam:

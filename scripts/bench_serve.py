@@ -86,6 +86,14 @@ def request_bytes(sentence: str) -> bytes:
     return head.encode() + body
 
 
+async def read_response(reader: asyncio.StreamReader) -> tuple[str, bytes]:
+    """One HTTP/1.1 response with a Content-Length: its head and its body."""
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+    fields = dict(line.split(":", 1) for line in head.split("\r\n")[1:] if ":" in line)
+    length = int({k.lower(): v for k, v in fields.items()}["content-length"])
+    return head, await reader.readexactly(length)
+
+
 async def clients_loop(port: int, requests: list[bytes], clients: int, time_limit: float,
                        latencies: list[float], errors: list[str]) -> None:
     """C clients, each on its own connection, sending the next request when the last answer
@@ -101,11 +109,7 @@ async def clients_loop(port: int, requests: list[bytes], clients: int, time_limi
             started = time.perf_counter()
             writer.write(request)
             try:
-                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
-                fields = dict(line.split(":", 1) for line in head.split("\r\n")[1:]
-                              if ":" in line)
-                length = int({k.lower(): v for k, v in fields.items()}["content-length"])
-                payload = await reader.readexactly(length)
+                head, payload = await read_response(reader)
             except (asyncio.IncompleteReadError, ConnectionError) as exc:
                 errors.append(f"connection lost: {exc!r}")  # this client stops
                 break
@@ -118,12 +122,15 @@ async def clients_loop(port: int, requests: list[bytes], clients: int, time_limi
     await asyncio.gather(*(client() for _ in range(clients)))
 
 
-def run_level(port: int, sentences: list[str], clients: int, time_limit: float) -> dict[str, Any]:
-    """C clients sending one sentence per request until the sentences or the time run out;
-    with the CPU seconds the clients themselves used (they share the machine's cores)."""
+def run_level(port: int, sentences: list[str], clients: int, time_limit: float,
+              per_request: int = 1) -> dict[str, Any]:
+    """C clients sending `per_request` sentences per request (a paragraph) until the sentences
+    or the time run out; with the CPU seconds the clients themselves used (they share the
+    machine's cores)."""
     latencies: list[float] = []
     errors: list[str] = []
-    requests = [request_bytes(s) for s in sentences]
+    requests = [request_bytes(" ".join(sentences[i:i + per_request]))
+                for i in range(0, len(sentences), per_request)]
     cpu = time.process_time()
     started = time.perf_counter()
     asyncio.run(clients_loop(port, requests, clients, time_limit, latencies, errors))
@@ -132,7 +139,7 @@ def run_level(port: int, sentences: list[str], clients: int, time_limit: float) 
     return {
         "clients": clients, "requests": len(latencies), "errors": len(errors),
         "seconds": round(wall, 2), "client_cpu_s": round(time.process_time() - cpu, 2),
-        "sentences_per_s": round(len(latencies) / wall, 2),
+        "sentences_per_s": round(len(latencies) * per_request / wall, 2),
         "p50_ms": round(1000 * statistics.median(latencies), 1) if latencies else None,
         "p95_ms": round(1000 * latencies[max(0, int(0.95 * len(latencies)) - 1)], 1)
         if latencies else None,
@@ -216,7 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-wait-ms", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the server")
     parser.add_argument("--slice-size", type=int, default=32,
-                        help="also time offline translation this many sentences at a time")
+                        help="also time offline translation this many requests' sentences at "
+                        "a time")
+    parser.add_argument("--per-request", type=int, default=1,
+                        help="sentences per request, joined into a paragraph (default 1)")
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--plot", default=None, help="write a PNG plot here")
     args = parser.parse_args(argv)
@@ -240,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                    f"load average {os.getloadavg()[0]:.1f} at start",
         "checkpoint": args.checkpoint, "sentences": len(sentences),
-        "offline": offline(args.checkpoint, sentences, args.slice_size),
+        "per_request": args.per_request,
+        "offline": offline(args.checkpoint, sentences, args.slice_size * args.per_request),
     }
     print(f"offline: {results['offline']}", flush=True)
     for mode, batching in (("batching", True), ("one_at_a_time", False)):
@@ -250,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
             results[mode] = []
             for clients in levels:
                 before = batching_counters(port)
-                level = run_level(port, sentences, clients, args.level_timeout)
+                level = run_level(port, sentences, clients, args.level_timeout,
+                                  args.per_request)
                 after = batching_counters(port)
                 batches = after["batches_run"] - before["batches_run"]
                 level["requests_per_batch"] = round(

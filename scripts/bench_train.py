@@ -33,6 +33,14 @@ matmul per target token). Causal self-attention is counted as a full square, as 
   python scripts/bench_train.py                       # CPU, 2 threads, quick (few steps)
   python scripts/bench_train.py --steps 20 --rounds 1 # a reportable CPU figure
   python scripts/bench_train.py --device cuda --precision bf16-mixed --max-tokens 25000
+  python scripts/bench_train.py --device cuda --precision bf16-mixed --max-tokens 25000 \
+      --synthetic --preset big --systems ours,transformers --profile-top 15
+
+`--synthetic` draws the batches without a corpus or a tokenizer: random ids, with sentence
+lengths of WMT14 en-de's shape under a 32k-37k BPE vocabulary (log-normal, median 25
+subwords, capped at 128; targets 0.9-1.3x their source), bucketed as real ones are.
+`--profile-top N` also runs two more steps of `ours` under torch.profiler and prints (and
+writes to --json) its N most expensive operators by self device (CUDA) or CPU time.
 
 `--precision bf16-mixed` autocasts both models to bfloat16 (on CPU too, where AMX or
 AVX512-BF16 makes it worthwhile); the loss is computed in float32 either way.
@@ -82,7 +90,8 @@ SYSTEMS = ("ours", "transformers", "transformers-ce")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", choices=["base", "big"], default="base")
+    parser.add_argument("--preset", choices=["tiny", "base", "big"], default="base",
+                        help="tiny: for dry runs of the script")
     parser.add_argument("--vocab-size", type=int, default=32000,
                         help="shared vocabulary (embedding rows and softmax width)")
     parser.add_argument("--steps", type=int, default=6, help="measured steps per model and round")
@@ -103,6 +112,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--systems", default=",".join(SYSTEMS),
                         help=f"comma-separated, from {','.join(SYSTEMS)}")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--synthetic", action="store_true",
+                        help="WMT-length batches of random ids instead of --corpus")
+    parser.add_argument("--profile-top", type=int, default=0, metavar="N",
+                        help="also profile two steps of ours and list the top N operators")
     parser.add_argument("--json", default=None, metavar="FILE", help="also write results here")
     args = parser.parse_args(argv)
     args.systems = args.systems.split(",")
@@ -117,15 +130,30 @@ def model_config(preset: str, vocab_size: int) -> TransformerConfig:
     return TransformerConfig.preset(preset, vocab_size=vocab_size)
 
 
+def synthetic_pairs(args: argparse.Namespace, rng: np.random.Generator) -> EncodedPairs:
+    """Random ids with sentence lengths of WMT14 en-de's shape (module docstring)."""
+    n = max(4000, 4 * (args.warmup + args.steps) * args.max_tokens // 25)
+    src_len = np.clip(np.rint(np.exp(rng.normal(np.log(25), 0.6, n))), 1, 128).astype(int)
+    tgt_len = np.clip(np.rint(src_len * rng.uniform(0.9, 1.3, n)), 1, 128).astype(int)
+    ids = rng.integers(4, args.vocab_size, int(src_len.sum() + tgt_len.sum()))
+    cuts = np.cumsum(np.concatenate([src_len, tgt_len]))[:-1]
+    pieces = [p.tolist() for p in np.split(ids, cuts)]
+    return EncodedPairs.from_lists(pieces[:n], pieces[n:])
+
+
 def make_step_batches(args: argparse.Namespace) -> list[dict[str, torch.Tensor]]:
-    """warmup + steps batches of real sentences, bucketed by length as training does, drawn
-    at random (seeded) from all the corpus' batches, so short and long buckets both occur."""
-    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
-    text = read_corpora([args.corpus], "en", "de", data_dir)
-    tokenizer = train_tokenizer((line for side in (text.src, text.tgt) for line in side),
-                                vocab_size=8000, cache_dir=args.spm_cache)
-    pairs = EncodedPairs.from_lists(tokenizer.encode(text.src), tokenizer.encode(text.tgt))
+    """warmup + steps batches of real (or `--synthetic`) sentences, bucketed by length as
+    training does, drawn at random (seeded) from all the corpus' batches, so short and long
+    buckets both occur."""
     rng = np.random.default_rng(args.seed)
+    if args.synthetic:
+        pairs = synthetic_pairs(args, rng)
+    else:
+        data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+        text = read_corpora([args.corpus], "en", "de", data_dir)
+        tokenizer = train_tokenizer((line for side in (text.src, text.tgt) for line in side),
+                                    vocab_size=8000, cache_dir=args.spm_cache)
+        pairs = EncodedPairs.from_lists(tokenizer.encode(text.src), tokenizer.encode(text.tgt))
     batches = make_batches(pairs.src_lengths, pairs.tgt_lengths, args.max_tokens, rng)
     chosen = rng.choice(len(batches), size=args.warmup + args.steps, replace=False)
     return [collate(pairs.batch(batches[b])) for b in chosen]
@@ -267,6 +295,11 @@ def measure(system: str, args: argparse.Namespace, batches: list[dict[str, torch
         "attn_implementation": getattr(getattr(trainee.model, "config", None),
                                        "_attn_implementation", "sdpa (ours)"),
     }
+    if args.profile_top and system == "ours":
+        def last_two() -> list[int]:
+            return [train_step(trainee.loss, [b], optimizer, scheduler, autocast)
+                    for b in batches[-2:]]
+        result["profile"] = profile_table(last_two, device, args.profile_top)
     if device.type == "cuda":
         result["peak_mem_mib"] = torch.cuda.max_memory_allocated() / 2**20
         result["device_name"] = torch.cuda.get_device_name()
@@ -276,6 +309,21 @@ def measure(system: str, args: argparse.Namespace, batches: list[dict[str, torch
         result["peak_mem_over_start_mib"] = peak - rss_before
         result["device_name"] = platform.processor() or "cpu"
     return result
+
+
+def profile_table(run: Any, device: torch.device, top: int) -> str:
+    """torch.profiler's table of the `top` operators by self time on `device` over `run()`."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities) as prof:
+        run()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=sort, row_limit=top, max_name_column_width=50)
 
 
 def tokens_per_s(run: dict[str, Any]) -> float:
@@ -358,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
             line += f"  {s['tflops_median']:.1f} TFLOP/s  MFU {mfu} ({s['device_name']})"
         line += f"  [{s['params'] / 1e6:.1f}M params, attention {s['attn_implementation']}]"
         print(line)
+    if "profile" in runs.get("ours", [{}])[-1]:
+        print(f"  ours under torch.profiler, two steps:\n{runs['ours'][-1]['profile']}")
     for other in [s for s in systems if s != "ours"] if "ours" in systems else []:
         ratio = summary["ours"]["tokens_per_s"] / summary[other]["tokens_per_s"]
         rounds = [a / b for a, b in zip(summary["ours"]["rounds_tokens_per_s"],

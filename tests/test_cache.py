@@ -143,6 +143,36 @@ def test_racing_processes_build_one_cache(multi30k: ParallelText, tmp_path: Path
     assert cache_folders(tmp_path / "cache") == ["split", "vocab"]
 
 
+def test_a_process_that_finds_the_lock_held_says_it_waits(tmp_path: Path) -> None:
+    """A forced race: this test holds a folder's build lock; a second process asked for the
+    same folder reports that it waits, builds nothing while the lock is held, and, once it
+    is released, builds the folder itself (the holder built none)."""
+    import fcntl
+    import time
+
+    folder = tmp_path / "cache" / "split-x"
+    folder.parent.mkdir()
+    script = textwrap.dedent(f"""
+        from pathlib import Path
+        from transformer_mt.data.cache import build_once
+        def build(tmp):
+            (tmp / "data.bin").write_bytes(b"x")
+            return {{"built_by": "second"}}
+        print(build_once(Path({str(folder)!r}), build)["built_by"])
+    """)
+    with open(folder.parent / "split-x.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        second = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(3.0)  # time to start and reach the lock
+        assert second.poll() is None and not folder.exists()  # it waits for the lock
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    out, err = second.communicate(timeout=60)
+    assert second.returncode == 0, err
+    assert "transformer-mt: waiting for another process preparing split-x" in err
+    assert out.strip() == "second" and (folder / "data.bin").read_bytes() == b"x"
+
+
 def test_unwritable_cache_and_full_disk_are_one_line_errors(multi30k: ParallelText,
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     write_corpus(multi30k, tmp_path)

@@ -15,6 +15,7 @@ and seed:
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,13 +37,14 @@ def options(run: Path, spm: Path, steps: int, *extra: str) -> list[str]:
 
 
 def ddp_fit(run: Path, spm: Path, *extra: str) -> subprocess.CompletedProcess:
+    return in_subprocess(options(run, spm, STEPS, *DDP, *recorder_args(run / "steps"), *extra))
+
+
+def in_subprocess(argv: list[str]) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("MASTER_PORT", None)  # let Lightning pick a free port
-    return subprocess.run(
-        [sys.executable, "-m", "transformer_mt.commands.main",
-         *options(run, spm, STEPS, *DDP, *recorder_args(run / "steps"), *extra)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=400,
-    )
+    return subprocess.run([sys.executable, "-m", "transformer_mt.commands.main", *argv],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
 
 
 pytestmark = pytest.mark.usefixtures("nondeterministic_afterwards")
@@ -105,3 +107,23 @@ def test_interrupted_ddp_fit_resumes_exactly(uninterrupted: Path, spm: Path,
     for rank in (0, 1):
         assert read_records(tmp_path / "steps", rank) \
             == read_records(uninterrupted / "steps", rank)
+
+
+# What `test` prints of its scores: the sentence count and search, BLEU and chrF, signatures.
+TEST_REPORT = re.compile(r"^test: .*?\nchrF2 = [^\n]*\nsignature: [^\n]*$", re.M | re.S)
+
+
+def test_ddp_test_stage_scores_every_ranks_translations_in_order(
+    uninterrupted: Path, spm: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`test` on 2 ranks: each rank translates the sentences of its own batches, and the
+    scores printed are those of one process translating the whole split, so every translation
+    came back to its own reference."""
+    checkpoint = uninterrupted / "checkpoints" / "last.ckpt"
+    argv = ["test", *tiny_fit_args(tmp_path, spm, "--ckpt_path", str(checkpoint))[1:]]
+    assert main(argv) == 0
+    single = TEST_REPORT.search(capsys.readouterr().out)
+    assert single and single.group().startswith("test: 200 sentences of data.test")
+    ranks = in_subprocess([*argv, *DDP])
+    assert ranks.returncode == 0, ranks.stderr[-3000:]
+    assert TEST_REPORT.findall(ranks.stdout) == [single.group()]  # printed once, by rank 0

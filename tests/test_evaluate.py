@@ -1,4 +1,7 @@
-"""`transformer-mt evaluate` and `evaluate.score` against sacreBLEU's own numbers."""
+"""`transformer-mt evaluate` and `scoring.metrics` against sacreBLEU's own numbers; the search
+`evaluate --checkpoint` takes from the checkpoint. Test sets by name, the paper's BLEU and
+significance have their own modules (test_testsets.py, test_paper_bleu.py,
+test_significance.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import sacrebleu
-from sacrebleu.metrics import BLEU, CHRF
+from sacrebleu.metrics import BLEU, CHRF, TER
 
 from transformer_mt.commands import evaluate
 from transformer_mt.commands.main import main as run_cli
@@ -189,7 +192,8 @@ def test_score_function_for_training(capsys) -> None:
     result = metrics.score(HYPS, [REFS], metrics=("bleu",))
     assert set(result) == {"bleu", "n_sentences"}
     assert result["bleu"]["score"] == sacrebleu.corpus_bleu(HYPS, [REFS]).score
-    assert metrics.score(HYPS, [REFS], chrf_word_order=2)["chrf"]["name"] == "chrF2++"
+    plus = metrics.score(HYPS, [REFS], options=metrics.MetricOptions(chrf_word_order=2))
+    assert plus["chrf"]["name"] == "chrF2++"
     with pytest.raises(UserError, match="4 lines.*has 3"):
         metrics.score(HYPS, [REFS[:3]])
     with pytest.raises(UserError, match="no hypotheses"):
@@ -251,3 +255,73 @@ def test_text_blocks_follow_the_requested_metric_order(files, capsys) -> None:
     blocks = capsys.readouterr().out.strip().split("\n\n")
     assert [b.split(" = ")[0] for b in blocks] == ["chrF2", "BLEU"]
     assert all(b.splitlines()[1].startswith("signature: nrefs:1|") for b in blocks)
+
+
+def test_ter_and_comma_separated_metrics(files, capsys) -> None:
+    """`--metrics bleu,chrf,ter` (or space-separated): sacreBLEU's TER, with its defaults
+    (case-insensitive, as its signature says), beside BLEU and chrF, with several references."""
+    result = json_result(capsys, ["evaluate", "--hyp", files["hyp"], "--ref", files["ref"],
+                                  "--ref", files["ref2"], "--metrics", "ter,bleu", "chrf"])
+    assert list(result) == ["ter", "bleu", "chrf", "n_sentences"]
+    assert result["ter"]["score"] == sacrebleu.corpus_ter(HYPS, [REFS, REFS2]).score
+    assert result["ter"]["name"] == "TER"
+    metric = TER()
+    metric.corpus_score(HYPS, [REFS, REFS2])
+    assert result["ter"]["signature"] == str(metric.get_signature())
+    assert result["ter"]["signature"].startswith("nrefs:2|case:lc|tok:tercom|")
+    with pytest.raises(SystemExit) as exc:
+        run_cli(["evaluate", "--hyp", files["hyp"], "--ref", files["ref"], "--metrics",
+                 "bleu,meteor"])
+    assert exc.value.code == 2
+    assert "unknown metric meteor; choose from bleu,chrf,ter" in capsys.readouterr().err
+
+
+def test_target_language_picks_sacrebleus_tokenizer(tmp_path, capsys) -> None:
+    """As `sacrebleu -l en-zh`: BLEU on Chinese uses the zh tokenizer unless told otherwise."""
+    hyp = write(tmp_path / "hyp.zh", ["猫在睡觉。", "你好，世界。"])
+    ref = write(tmp_path / "ref.zh", ["猫在床上睡觉。", "你好，世界！"])
+    zh = json_result(capsys, ["evaluate", "--hyp", hyp, "--ref", ref, "--langpair", "en-zh"])
+    assert "|tok:zh|" in zh["bleu"]["signature"]
+    assert zh["bleu"]["score"] == sacrebleu.corpus_bleu(
+        ["猫在睡觉。", "你好，世界。"], [["猫在床上睡觉。", "你好，世界！"]], tokenize="zh").score
+    plain = json_result(capsys, ["evaluate", "--hyp", hyp, "--ref", ref])
+    assert "|tok:13a|" in plain["bleu"]["signature"]
+
+
+def test_checkpoint_search_defaults_to_its_predict_settings(
+    tmp_path: Path, files, capsys, tiny_checkpoint: Path
+) -> None:
+    """Without search options, --checkpoint translates with the checkpoint's own
+    `model.predict_beam_size`, `model.val_length_penalty` and `model.predict_max_tokens`, as
+    `test` and `predict` do; each option given overrides its one setting."""
+    import torch
+
+    from transformer_mt.inference.translator import Translator
+
+    checkpoint = torch.load(tiny_checkpoint, weights_only=True)
+    checkpoint["hyper_parameters"] = {"predict_beam_size": 1, "val_length_penalty": 1.5,
+                                      "predict_max_tokens": 64, "val_beam_size": 5}
+    ckpt = tmp_path / "with_hparams.ckpt"
+    torch.save(checkpoint, ckpt)
+    sources = ["the cat sleeps", "a big dog runs quickly", "der Hund", "the red house"]
+    src = write(tmp_path / "src.txt", sources)
+    args = ["evaluate", "--checkpoint", str(ckpt), "--src", src, "--ref", files["ref"],
+            "--device", "cpu"]
+    result = json_result(capsys, args)
+    assert result["search"] == {"beam_size": 1, "length_penalty": 1.5, "max_len_a": 1.0,
+                                "max_len_b": 50, "nbest": 1, "sampling": False,
+                                "temperature": 1.0, "top_k": 0, "top_p": 1.0}
+    assert result["batch_tokens"] == 64
+    translator = Translator.from_checkpoint(ckpt, device="cpu")
+    greedy = translator.translate(sources, beam_size=1, length_penalty=1.5)
+    assert result["bleu"]["score"] == sacrebleu.corpus_bleu(greedy, [REFS]).score
+    overridden = json_result(capsys, [*args, "--beam-size", "3", "--max-len-b", "4"])
+    assert (overridden["search"]["beam_size"], overridden["search"]["length_penalty"],
+            overridden["search"]["max_len_b"]) == (3, 1.5, 4)
+    short = translator.translate(sources, beam_size=3, length_penalty=1.5, max_len_b=4)
+    assert short != greedy
+    assert overridden["bleu"]["score"] == sacrebleu.corpus_bleu(short, [REFS]).score
+    assert run_cli(args) == 0  # text: what was translated how, then the scores
+    out = capsys.readouterr().out
+    assert out.startswith(f"translated by {ckpt}: greedy, length penalty 1.5, max length "
+                          "1.0 * source + 50\n\nBLEU = ")

@@ -87,7 +87,8 @@ def test_grouped_cross_attention_equals_one_encoder_row_per_beam() -> None:
     expand = torch.arange(3).repeat_interleave(k)
     grouped.reorder(expand, group=k)
     plain.reorder(expand)
-    assert grouped.memory.size(0) == 3 and plain.memory.size(0) == 9
+    assert grouped.src_mask.size(0) == 3 and plain.src_mask.size(0) == 9
+    assert grouped.cross_caches[0].k.size(0) == 3 and plain.cross_caches[0].k.size(0) == 9
     gen = torch.Generator().manual_seed(1)
     rows = torch.arange(9)
     with torch.inference_mode():

@@ -146,4 +146,4 @@ def test_the_batcher_runs_without_the_web_framework() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=REPO, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["2", "ran;", "None"]
+    assert result.stdout.split() == ["5", "ran;", "None"]

@@ -57,8 +57,10 @@ def test_beam_size_one_is_exactly_greedy() -> None:
     assert tokens(generate(model, src, beam_size=1, max_len_a=1.0, max_len_b=6)) == tokens(greedy)
 
 
-def test_incremental_decoding_matches_full_forward() -> None:
-    """The KV cache must reproduce teacher forcing at every step, also after a reorder."""
+@pytest.mark.parametrize("length_hint", [16, 2])
+def test_incremental_decoding_matches_full_forward(length_hint: int) -> None:
+    """The KV cache must reproduce teacher forcing at every step, also after a reorder, and
+    also when it outgrows the length it was made for (it doubles, keeping what it holds)."""
     model = tiny_model(vocab=30)
     src = make_src([5, 11, 8], vocab=30)
     tgt = torch.cat([torch.full((3, 1), BOS_ID), torch.randint(4, 30, (3, 9))], dim=1)
@@ -67,7 +69,7 @@ def test_incremental_decoding_matches_full_forward() -> None:
         full = F.log_softmax(model(src, tgt).float(), dim=-1)
         full_perm = F.log_softmax(model(src[perm], tgt[perm]).float(), dim=-1)
         memory, src_mask = model.encode(src)
-        state = model.start_decoding(memory, src_mask)
+        state = model.start_decoding(memory, src_mask, max_length=length_hint)
         reordered = False
         for t in range(tgt.size(1)):
             if t == 5:  # beam search reorders rows between steps
@@ -77,7 +79,8 @@ def test_incremental_decoding_matches_full_forward() -> None:
             step = F.log_softmax(model.decode_step(tgt[rows, t], state).float(), dim=-1)
             expected = full_perm[:, t] if reordered else full[:, t]
             torch.testing.assert_close(step, expected, atol=1e-5, rtol=1e-5)
-            assert state.self_caches[0].length == t + 1  # one new position per step
+            assert state.self_cache.length == t + 1  # one new position per step
+    assert state.self_cache.buffer.size(0) >= tgt.size(1)  # grown past a short hint
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@ error status, 64 concurrent requests, a SIGTERM drain, and the page in a real br
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -12,18 +13,15 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
+from tests._server import Reply, Server, distinct_sentences, rss_mb, start_server, stop
 from tests.conftest import import_extra
 
 import_extra("fastapi", "serve")
@@ -31,87 +29,6 @@ import_extra("fastapi", "serve")
 from transformer_mt import Translator  # noqa: E402
 from transformer_mt.commands import main as cli  # noqa: E402
 from transformer_mt.inference.attention_weights import attention_arrays, sentence_ids  # noqa: E402
-
-WORDS = "the a cat dog house tree runs sleeps eats big small red green blue over under".split()
-
-
-def distinct_sentences(n: int) -> list[str]:
-    """n different short sentences from the tiny checkpoint's vocabulary."""
-    return [f"{WORDS[i % 16]} {WORDS[(i // 16 + 3) % 16]} {WORDS[(i * 7 + 1) % 16]}"
-            for i in range(n)]
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: Any
-
-
-@dataclass
-class Server:
-    process: subprocess.Popen
-    url: str
-
-    def call(self, path: str, body: Any = None, form: dict | None = None,
-             raw: bytes | None = None, content_type: str = "application/json",
-             timeout: float = 60) -> Reply:
-        """One request; the reply's body is parsed as JSON unless it is the HTML page."""
-        data, headers = raw, {"Content-Type": content_type}
-        if body is not None:
-            data = json.dumps(body).encode()
-        elif form is not None:
-            data = urllib.parse.urlencode(form, doseq=True).encode()
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        request = urllib.request.Request(self.url + path, data=data,
-                                         headers=headers if data is not None else {})
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                status, text, reply_headers = response.status, response.read(), response.headers
-        except urllib.error.HTTPError as exc:
-            status, text, reply_headers = exc.code, exc.read(), exc.headers
-        kind = reply_headers.get("content-type", "")
-        parsed = json.loads(text) if kind.startswith("application/json") else text.decode()
-        return Reply(status, dict(reply_headers), parsed)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(checkpoint: Path, *options: str) -> Server:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "transformer_mt.commands.main", "serve",
-         "--checkpoint", str(checkpoint), "--port", str(port), "--device", "cpu", *options],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    server = Server(process, f"http://127.0.0.1:{port}")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"serve exited with {process.returncode}: "
-                                 f"{process.stderr.read()}")
-        try:
-            if server.call("/health", timeout=2).status == 200:
-                return server
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise AssertionError("serve did not answer /health within 120 s")
-
-
-def stop(server: Server) -> tuple[int, str]:
-    """SIGTERM, then the exit status and stderr."""
-    server.process.send_signal(signal.SIGTERM)
-    try:
-        _, err = server.process.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        raise
-    return server.process.returncode, err
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +40,8 @@ def translator(tiny_checkpoint: Path) -> Translator:
 def server(tiny_checkpoint: Path) -> Iterator[Server]:
     """The server most tests share: batching with a 50 ms window, small limits."""
     running = start_server(tiny_checkpoint, "--max-wait-ms", "50", "--max-chars", "200",
-                           "--max-texts", "8")
+                           "--max-texts", "8", "--max-text-tokens", "512",
+                           "--max-request-tokens", "1024")
     yield running
     rc, err = stop(running)
     assert rc == 0 and "Traceback" not in err, err
@@ -153,7 +71,7 @@ def test_libretranslate_json_and_form_bodies(server: Server, translator: Transla
     one = server.call("/translate", {"q": texts[0], "source": "en", "target": "de",
                                      "format": "text", "api_key": ""})
     assert one.status == 200 and one.body == {"translatedText": expected[0]}
-    many = server.call("/translate", {"q": texts, "source": "auto", "target": "de"})
+    many = server.call("/translate", {"q": texts, "source": "en", "target": "de"})
     assert many.body == {"translatedText": expected}
     form = server.call("/translate", form={"q": texts[1], "source": "en", "target": "de"})
     assert form.body == {"translatedText": expected[1]}
@@ -205,19 +123,36 @@ def test_v1_attention_is_the_attention_commands_cross_grid(server: Server,
 
 
 @pytest.mark.parametrize(("path", "body", "status", "message"), [
-    ("/translate", {"q": "the cat", "source": "fr", "target": "de"}, 400, "language pair fr-de"),
-    ("/translate", {"q": "the cat", "source": "en", "target": "en"}, 400, "translates en-de"),
-    ("/translate", {"q": "the cat", "source": "en", "target": "de", "format": "html"}, 400,
-     "format"),
-    ("/translate", {"source": "en", "target": "de"}, 422, "q"),
-    ("/translate", {"q": 5, "source": "en", "target": "de"}, 422, "q"),
-    ("/translate", {"q": [], "source": "en", "target": "de"}, 422, "no text"),
-    ("/translate", {"q": "x" * 201, "source": "en", "target": "de"}, 413, "201 characters"),
-    ("/translate", {"q": ["a"] * 9, "source": "en", "target": "de"}, 413, "9 texts"),
+    ("/translate", {"q": "the cat", "source": "fr", "target": "de"}, 400, "fr is not supported"),
+    ("/translate", {"q": "the cat", "source": "en", "target": "en"}, 400, "translates English"),
+    ("/translate", {"q": "the cat", "source": "en", "target": "de", "format": "pdf"}, 400,
+     "pdf format is not supported"),
+    ("/translate", {"source": "en", "target": "de"}, 400, "missing q parameter"),
+    ("/translate", {"q": "", "source": "en", "target": "de"}, 400, "missing q parameter"),
+    ("/translate", {"q": [], "source": "en", "target": "de"}, 400, "missing q parameter"),
+    ("/translate", {"q": 5, "source": "en", "target": "de"}, 400, "q must be a string"),
+    ("/translate", {"q": "the cat", "target": "de"}, 400, "missing source parameter"),
+    ("/translate", {"q": "the cat", "source": "en"}, 400, "missing target parameter"),
+    ("/translate", {"q": "the cat", "source": "en", "target": "de", "alternatives": "x"}, 400,
+     "alternatives parameter is not a number"),
+    ("/translate", {"q": "the cat", "source": "en", "target": "de", "alternatives": 9}, 400,
+     "alternatives parameter must be <= 8"),
+    ("/translate", {"q": "x" * 201, "source": "en", "target": "de"}, 400, "201 characters"),
+    ("/translate", {"q": ["a"] * 9, "source": "en", "target": "de"}, 400, "9 texts"),
+    ("/translate", {"q": "😺" * 190, "source": "en", "target": "de"}, 400, "subword tokens"),
+    ("/translate", ["not", "an", "object"], 400, "Invalid JSON format"),
+    ("/detect", {"q": ""}, 400, "missing q parameter"),
     ("/v1/translate", {"text": "the cat", "beam_size": 0}, 422, "beam_size must be >= 1"),
+    ("/v1/translate", {"text": "the cat", "beam_size": 5000}, 422, "beam_size must be at most 16"),
+    ("/v1/translate", {"text": "the cat", "sampling": True, "nbest": 64}, 422, "nbest must be at"),
     ("/v1/translate", {"text": "the cat", "nbest": 5, "beam_size": 2}, 422, "exceeds"),
+    ("/v1/translate", {"text": "the cat", "max_len_b": 10**9}, 422, "max_len_b must be at most"),
+    ("/v1/translate", {"text": "the cat", "top_k": 10**6}, 422, "top_k must be at most"),
+    ("/v1/translate", {"text": "the cat", "sampling": True, "seed": -1}, 422, "seed must be"),
     ("/v1/translate", {"text": "the cat", "no_such_option": 1}, 422, "no_such_option"),
     ("/v1/translate", {"text": "y" * 300}, 413, "300 characters"),
+    ("/v1/translate", {"text": "😺" * 190}, 413, "761 subword tokens; the limit is 512"),
+    ("/v1/translate", {"text": ["😺" * 40] * 8}, 413, "over 1024 subword tokens"),
     ("/v1/attention", {"text": "   "}, 422, "empty"),
 ])
 def test_errors_are_json_with_the_right_status(server: Server, path: str, body: dict,
@@ -234,6 +169,136 @@ def test_malformed_bodies_and_unknown_paths(server: Server) -> None:
     assert huge.status == 413 and "over the limit" in huge.body["error"]
     assert server.call("/no/such/page").body == {"error": "Not Found"}
     assert server.call("/health").status == 200  # none of this hurt the server
+
+
+PARAGRAPHS = ("the cat sleeps. a dog runs!\n\n  the big house. the red tree\r\n"
+              "\tsmall green dog.")
+
+
+def test_paragraphs_are_translated_sentence_by_sentence_in_place(
+        server: Server, translator: Translator) -> None:
+    """Both APIs split a text into sentences and keep its blank lines, indentation and CRLF;
+    /v1 can take a text whole instead."""
+    expected = translator.translate(PARAGRAPHS, split_sentences=True)
+    assert "\n\n  " in expected and "\r\n\t" in expected
+    lt = server.call("/translate", {"q": PARAGRAPHS, "source": "en", "target": "de"})
+    assert lt.body == {"translatedText": expected}
+    v1 = server.call("/v1/translate", {"text": [PARAGRAPHS, "the cat"]}).body["translations"]
+    assert [t["text"] for t in v1] == [expected, translator.translate("the cat")]
+    whole = server.call("/v1/translate", {"text": "the cat. a dog.", "split_sentences": False})
+    assert whole.body["translations"][0]["text"] == translator.translate("the cat. a dog.")
+
+
+def test_nan_infinity_and_huge_options_are_refused_without_harm(server: Server) -> None:
+    """NaN and Infinity (which Python's JSON reader accepts) are 422 on /v1 and 400 on
+    LibreTranslate's API; a beam of 5,000 is refused before anything is allocated."""
+    for raw in (b'{"text": "the cat", "length_penalty": NaN}',
+                b'{"text": "the cat", "temperature": Infinity, "sampling": true}',
+                b'{"text": "the cat", "top_p": -Infinity, "sampling": true}'):
+        reply = server.call("/v1/translate", raw=raw)
+        assert reply.status == 422 and "finite number" in reply.body["error"], reply.body
+    lt = server.call("/translate", raw=b'{"q": "the cat", "source": "en", "target": "de", '
+                                       b'"alternatives": NaN}')
+    assert lt.status == 400 and "malformed JSON" in lt.body["error"]
+    before = rss_mb(server.process.pid)
+    for beam in (5000, 10**6):
+        reply = server.call("/v1/translate", {"text": ["the cat sleeps"] * 8,
+                                              "beam_size": beam, "nbest": 2})
+        assert reply.status == 422 and "at most 16" in reply.body["error"]
+    assert rss_mb(server.process.pid) - before < 50
+    assert server.call("/health").status == 200
+
+
+def test_a_chunked_10_mb_body_stops_at_the_limit_and_the_next_request_is_served(
+        server: Server, translator: Translator) -> None:
+    """No Content-Length: the body is counted as it arrives; 413 comes at the first byte over
+    the limit, and the server serves the next request (on the same connection too)."""
+    port = int(server.url.rsplit(":", 1)[1])
+    chunk = b"x" * 65536
+    head = (b"POST /v1/translate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(head)
+        for _ in range(160):  # 10 MB
+            sock.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+        sock.sendall(b"0\r\n\r\n")
+        reply = sock.makefile("rb")
+        status = reply.readline()
+        headers = {}
+        while (line := reply.readline()) not in (b"\r\n", b""):
+            name, value = line.decode().split(":", 1)
+            headers[name.strip().lower()] = value.strip()
+        body = json.loads(reply.read(int(headers["content-length"])))
+        assert status.startswith(b"HTTP/1.1 413") and "over the limit" in body["error"]
+        assert "x-request-id" in headers
+        payload = json.dumps({"text": "the cat"}).encode()
+        sock.sendall(b"POST /v1/translate HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                     b"application/json\r\nContent-Length: %d\r\n\r\n" % len(payload)
+                     + payload)
+        assert reply.readline().startswith(b"HTTP/1.1 200")
+    assert server.call("/v1/translate", {"text": "the cat"}).body["translations"][0][
+        "text"] == translator.translate("the cat")
+
+
+def test_info_has_no_paths_and_v1_reports_truncation(server: Server,
+                                                      tiny_checkpoint: Path) -> None:
+    info = server.call("/info").body
+    assert info["checkpoint"] == tiny_checkpoint.name
+    assert str(tiny_checkpoint.parent) not in json.dumps(info)
+    assert info["limits"]["max_beam"] == 16 and info["limits"]["max_text_tokens"] == 512
+    long = " ".join(["a"] * 80)  # one sentence over the tiny model's 63 source tokens
+    reply = server.call("/v1/translate", {"text": [long, "the cat"], "max_len_b": 2}).body
+    assert [t["truncated"] for t in reply["translations"]] == [True, False]
+
+
+def test_tokenization_happens_once_and_off_the_event_loop(tiny_checkpoint: Path) -> None:
+    """In-process: the service tokenizes each text once, in its worker thread; the search
+    gets the ids and never calls the tokenizer's encode again."""
+    from transformer_mt.inference.search import SearchOptions
+    from transformer_mt.serving.batcher import Batcher
+    from transformer_mt.serving.service import TranslationService
+    from transformer_mt.serving.settings import ServerSettings
+
+    translator = Translator.from_checkpoint(tiny_checkpoint, device="cpu")
+    calls: list[tuple[str, int]] = []
+    encode = translator.loaded.tokenizer.encode
+
+    def counting(texts):
+        calls.append((threading.current_thread().name, len(texts)))
+        return encode(texts)
+
+    translator.loaded.tokenizer.encode = counting  # type: ignore[method-assign]
+    batcher = Batcher(translator, ServerSettings(checkpoint="unused", max_wait=0.0))
+    service = TranslationService(batcher)
+    loop_thread = threading.Thread(target=batcher.run, daemon=True)
+    loop_thread.start()
+    try:
+        results = asyncio.run(service.translate(["the cat sleeps. a dog runs."],
+                                                SearchOptions()))
+    finally:
+        batcher.stop()
+        loop_thread.join()
+    assert [(name.startswith("transformer-mt-text"), n) for name, n in calls] == [(True, 2)]
+    translator.loaded.tokenizer.encode = encode  # type: ignore[method-assign]
+    assert results[0].nbest[0].text == translator.translate("the cat sleeps. a dog runs.",
+                                                            split_sentences=True)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_attention_and_translation_run_on_the_models_device(tiny_checkpoint: Path) -> None:
+    """/v1/attention's computation and the server's searches build every tensor on the
+    model's device (they used to build CPU tensors and fail with --device cuda)."""
+    from transformer_mt.serving.api_v1 import cross_attention
+
+    gpu = Translator.from_checkpoint(tiny_checkpoint, device="cuda")
+    cpu = Translator.from_checkpoint(tiny_checkpoint, device="cpu")
+    grid = np.array(cross_attention(gpu, "the cat sleeps", None)["cross"])
+    np.testing.assert_allclose(grid, np.array(cross_attention(cpu, "the cat sleeps",
+                                                              None)["cross"]), atol=1e-3)
+    ids = gpu.loaded.tokenizer.encode(["the cat sleeps"])
+    result = gpu.search(["the cat sleeps"], token_ids=ids)
+    assert gpu.texts([result.hypotheses[0][0]]) == [cpu.translate("the cat sleeps")]
 
 
 def test_64_concurrent_requests_each_get_their_own_translation(
@@ -265,30 +330,46 @@ def test_64_concurrent_requests_each_get_their_own_translation(
     assert after["busy_s"] > before["busy_s"]
 
 
-def test_full_queue_is_503_with_retry_after_and_slow_requests_504(tiny_checkpoint: Path) -> None:
-    """A 2 s batching window, room for one waiting request and a 0.5 s timeout: the first
-    request waits (then times out, 504), the second finds the queue full (503)."""
+def test_full_queue_503_a_504_never_runs_and_a_disconnect_cancels(tiny_checkpoint: Path) -> None:
+    """A 2 s batching window, room for one waiting request and a 0.8 s timeout: the first
+    request waits (then times out, 504), the second finds the queue full (503). The timed-out
+    job leaves the queue at once and never runs (/info), so the next request is queued; that
+    one's client hangs up, which drops its job too."""
     slow = start_server(tiny_checkpoint, "--queue-size", "1", "--max-wait-ms", "2000",
-                        "--timeout", "0.5")
+                        "--timeout", "0.8")
     try:
         body = {"q": "the cat", "source": "en", "target": "de"}
         first: list[Reply] = []
         waiting = threading.Thread(target=lambda: first.append(slow.call("/translate", body)))
         waiting.start()
-        time.sleep(0.2)
+        time.sleep(0.3)
         full = slow.call("/translate", body)
         waiting.join()
         assert full.status == 503 and full.headers["retry-after"] == "1"
         assert "too many requests waiting" in full.body["error"]
-        assert first[0].status == 504 and "longer than 0.5 s" in first[0].body["error"]
+        assert first[0].status == 504 and "longer than 0.8 s" in first[0].body["error"]
+        counters = slow.call("/info").body["batching"]
+        assert counters["dropped"] == {"queue full": 1, "timed out": 1}
+        with socket.create_connection(("127.0.0.1", int(slow.url.rsplit(":", 1)[1]))) as sock:
+            payload = json.dumps(body).encode()
+            sock.sendall(b"POST /translate HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                         b"application/json\r\nContent-Length: " + str(len(payload)).encode()
+                         + b"\r\n\r\n" + payload)
+            time.sleep(0.3)  # queued (the queue had room again), then the client goes away
+        time.sleep(0.3)
+        counters = slow.call("/info").body["batching"]
+        assert counters["dropped"] == {"queue full": 1, "timed out": 1, "disconnected": 1}
+        assert counters["requests_run"] == 0 and counters["batches_run"] == 0
         assert slow.call("/health").status == 200
     finally:
         rc, err = stop(slow)
     assert rc == 0, err
 
 
-def test_sigterm_finishes_requests_in_flight_then_exits_0(tiny_checkpoint: Path,
-                                                           translator: Translator) -> None:
+def test_sigterm_drains_new_requests_get_503_in_flight_ones_finish(
+        tiny_checkpoint: Path, translator: Translator) -> None:
+    """At SIGTERM the server drains: requests in flight (waiting in a 1.5 s batching window)
+    are answered, new ones and /health get 503 with Retry-After meanwhile, then it exits 0."""
     draining = start_server(tiny_checkpoint, "--max-wait-ms", "1500")
     sentences = distinct_sentences(3)
     replies: list[Reply] = []
@@ -301,9 +382,16 @@ def test_sigterm_finishes_requests_in_flight_then_exits_0(tiny_checkpoint: Path,
     for thread in threads:
         thread.start()
     time.sleep(0.5)  # the requests wait in the 1.5 s batching window
-    rc, err = stop(draining)
+    draining.process.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    health = draining.call("/health")
+    late = draining.call("/translate", {"q": "the cat", "source": "en", "target": "de"})
+    _, err = draining.process.communicate(timeout=60)  # (a second SIGTERM would force it)
+    rc = draining.process.returncode
     for thread in threads:
         thread.join()
+    assert (health.status, health.headers["retry-after"]) == (503, "5")
+    assert late.status == 503 and "shutting down" in late.body["error"]
     assert rc == 0 and "Traceback" not in err, err
     assert sorted(r.body["translatedText"] for r in replies) == sorted(
         translator.translate(sentences))
@@ -338,8 +426,9 @@ CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
 def test_page_in_a_real_browser(server: Server, translator: Translator) -> None:
-    """Headless Chromium opens /, types a sentence, clicks Translate and reads the
-    translation. Skipped where Chromium is not installed, except in CI (CI=true)."""
+    """Headless Chromium opens /, pastes a two-paragraph text, clicks Translate and reads the
+    translation: sentence by sentence, the blank line between the paragraphs kept. Skipped
+    where Chromium is not installed, except in CI (CI=true)."""
     missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not shutil.which(p)]
     if missing:
         message = (f"{' and '.join(missing)} not installed (apt-get install chromium "
@@ -360,7 +449,8 @@ def test_page_in_a_real_browser(server: Server, translator: Translator) -> None:
                  "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage", f"--user-data-dir={profile}"):
         options.add_argument(flag)
-    sentence = distinct_sentences(5)[4]
+    sentence = "the cat sleeps. a dog runs!\n\nthe big house. small green dog"
+    single = distinct_sentences(5)[4]
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     try:
         driver.set_page_load_timeout(30)
@@ -370,13 +460,20 @@ def test_page_in_a_real_browser(server: Server, translator: Translator) -> None:
         wait = WebDriverWait(driver, 60)
         wait.until(lambda d: d.find_element(By.ID, "latency").text.endswith("ms"))
         translation = driver.find_element(By.ID, "translation").text
+        driver.find_element(By.ID, "source").clear()
+        driver.find_element(By.ID, "source").send_keys(single)
         driver.find_element(By.ID, "show-attention").click()  # draws the cross-attention grid
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#attention table"))
         rows = driver.find_elements(By.CSS_SELECTOR, "#attention tbody tr")
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
-    expected = translator.translate(sentence)
-    assert translation.split() == expected.split()  # the browser renders runs of spaces as one
-    # one row per target token of the translation, and its end of sentence
-    assert len(rows) == len(translator.loaded.tokenizer.encode([expected])[0]) + 1
+    expected = translator.translate(sentence, split_sentences=True)
+    # two paragraphs and a blank line; the browser renders runs of spaces as one
+    assert [line.split() for line in translation.split("\n")] == [
+        line.split() for line in expected.split("\n")]
+    assert len(expected.split("\n")) == 3
+    # then one sentence's cross-attention: one row per target token of its translation, and
+    # its end of sentence
+    assert len(rows) == len(translator.loaded.tokenizer.encode(
+        [translator.translate(single)])[0]) + 1

@@ -6,6 +6,7 @@ import csv
 import json
 import lzma
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -75,15 +76,17 @@ def direct_metrics(ckpt: Path, corpus: Path, bleu_sentences: int, tmp_path: Path
                            reduction="sum")
     nll = F.cross_entropy(logits, gold, ignore_index=PAD_ID, reduction="sum")
     tokens = gold.ne(PAD_ID).sum()
-    first = tmp_path / "first.en"
-    first.write_text("".join(line + "\n" for line in sources[:bleu_sentences]), encoding="utf-8")
-    hyps = tmp_path / "hyp.de"
-    assert main(["translate", "--checkpoint", str(ckpt), "--input", str(first),
-                 "--output", str(hyps), "--beam-size", "1"]) == 0
-    bleu = sacrebleu.corpus_bleu(hyps.read_text(encoding="utf-8").splitlines(),
-                                 [targets[:bleu_sentences]])
-    return {"loss": (loss / tokens).item(), "ppl": math.exp((nll / tokens).item()),
-            "bleu": bleu.score}
+    result = {"loss": (loss / tokens).item(), "ppl": math.exp((nll / tokens).item())}
+    if bleu_sentences:
+        first = tmp_path / "first.en"
+        first.write_text("".join(line + "\n" for line in sources[:bleu_sentences]),
+                         encoding="utf-8")
+        hyps = tmp_path / "hyp.de"
+        assert main(["translate", "--checkpoint", str(ckpt), "--input", str(first),
+                     "--output", str(hyps), "--beam-size", "1"]) == 0
+        result["bleu"] = sacrebleu.corpus_bleu(hyps.read_text(encoding="utf-8").splitlines(),
+                                               [targets[:bleu_sentences]]).score
+    return result
 
 
 def pad_rows(rows: list[list[int]]) -> torch.Tensor:
@@ -109,30 +112,69 @@ def test_fit_writes_checkpoints_and_validation_loss_falls(trained: Path) -> None
     assert isinstance(meta["sentencepiece"], bytes)
 
 
-@pytest.mark.parametrize("command, split, prefix", [("validate", "valid", "val"),
-                                                     ("test", "test", "test")])
-def test_validate_and_test_report_the_metrics_of_the_checkpoint(
-    trained: Path, tmp_path: Path, command: str, split: str, prefix: str
-) -> None:
-    """`validate` / `test` on a whole (small) set report the loss, perplexity and BLEU that
-    the same computation done directly gives."""
-    ckpt = trained / "checkpoints" / "last.ckpt"
-    corpus = tmp_path / f"{split}.{{lang}}"
+def first_pairs(split: str, folder: Path, n: int = 48) -> Path:
+    """The first `n` pairs of a split of the small corpus, as `folder/split.{lang}`."""
+    corpus = folder / f"{split}.{{lang}}"
     for lang in ("en", "de"):
         with lzma.open(small_corpus() / f"{split}.{lang}.xz", "rt", encoding="utf-8") as f:
             lines = f.read().splitlines()
-        Path(str(corpus).format(lang=lang)).write_text("".join(f"{line}\n" for line in lines[:48]),
+        Path(str(corpus).format(lang=lang)).write_text("".join(f"{line}\n" for line in lines[:n]),
                                                        encoding="utf-8")
-    assert main([command, *demo_args(trained, "--ckpt_path", str(ckpt),
-                                     f"--data.{split}", json.dumps([str(corpus)]),
-                                     f"--trainer.limit_{prefix}_batches", "1.0")]) == 0
+    return corpus
+
+
+def test_validate_reports_the_metrics_of_the_checkpoint(trained: Path, tmp_path: Path) -> None:
+    """`validate` on a whole (small) set reports the loss, perplexity and greedy BLEU of its
+    first `val_bleu_sentences` that the same computation done directly gives."""
+    ckpt = trained / "checkpoints" / "last.ckpt"
+    corpus = first_pairs("valid", tmp_path)
+    assert main(["validate", *demo_args(trained, "--ckpt_path", str(ckpt),
+                                        "--data.valid", json.dumps([str(corpus)]),
+                                        "--trainer.limit_val_batches", "1.0")]) == 0
     reported = {name: float(value) for row in read_metrics(trained)
-                for name, value in row.items() if name.startswith(f"{prefix}/") and value}
+                for name, value in row.items() if name.startswith("val/") and value}
     expected = direct_metrics(ckpt, corpus, 8, tmp_path)
-    assert reported[f"{prefix}/loss"] == pytest.approx(expected["loss"], rel=1e-5)
-    assert reported[f"{prefix}/ppl"] == pytest.approx(expected["ppl"], rel=1e-5)
+    assert reported["val/loss"] == pytest.approx(expected["loss"], rel=1e-5)
+    assert reported["val/ppl"] == pytest.approx(expected["ppl"], rel=1e-5)
     # Lightning logs a float as a float32 tensor: equal up to that rounding
-    assert reported[f"{prefix}/bleu"] == pytest.approx(expected["bleu"], rel=1e-6)
+    assert reported["val/bleu"] == pytest.approx(expected["bleu"], rel=1e-6)
+
+
+def test_test_scores_the_whole_split_as_evaluate_checkpoint_does(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`test` reports the loss as validation does, and translates every sentence of the split
+    with the checkpoint's predict search (beam 4, not validation's greedy subset): it prints
+    the very score lines, with signatures, that `evaluate --checkpoint` prints for the same
+    files, and logs the same BLEU and chrF."""
+    ckpt = trained / "checkpoints" / "last.ckpt"
+    corpus = first_pairs("test", tmp_path)
+    assert main(["test", *demo_args(trained, "--ckpt_path", str(ckpt),
+                                    "--data.test", json.dumps([str(corpus)]),
+                                    "--trainer.limit_test_batches", "1.0")]) == 0
+    tested = capsys.readouterr().out
+    reported = {name: float(value) for row in read_metrics(trained)
+                for name, value in row.items() if name.startswith("test/") and value}
+    expected = direct_metrics(ckpt, corpus, 0, tmp_path)
+    assert reported["test/loss"] == pytest.approx(expected["loss"], rel=1e-5)
+    assert reported["test/ppl"] == pytest.approx(expected["ppl"], rel=1e-5)
+    files = [str(corpus).format(lang=lang) for lang in ("en", "de")]
+    evaluate = ["evaluate", "--checkpoint", str(ckpt), "--src", files[0], "--ref", files[1],
+                "--device", "cpu"]
+    assert main(evaluate) == 0
+    header, scores = capsys.readouterr().out.strip().split("\n\n", 1)
+    assert header == f"translated by {ckpt}: beam 4, length penalty 0.6, max length 1.0 * " \
+        "source + 50"
+    assert tested.startswith("test: 48 sentences of data.test, translated with beam 4, length "
+                             "penalty 0.6, max length 1.0 * source + 50 ")
+    assert f"\n\n{scores}\n" in tested  # BLEU with its precisions and lengths, chrF, signatures
+    assert re.search(r"^BLEU = \d+\.\d\d [\d.]+/[\d.]+/[\d.]+/[\d.]+ \(BP = .* hyp_len = "
+                     r"[1-9]\d* ref_len = [1-9]", scores, re.MULTILINE)
+    assert main([*evaluate, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for name in ("bleu", "chrf"):
+        assert reported[f"test/{name}"] == pytest.approx(result[name]["score"], abs=0.01)
+    assert result["chrf"]["score"] > 0
 
 
 def test_ckpt_path_last_resolves_or_fails_loudly(

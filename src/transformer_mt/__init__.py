@@ -2,8 +2,9 @@
 
 The library: `model` (the Transformer), `data` (vocabulary, corpora, batches), `training`
 (the LightningModule, loss, optimiser, callbacks, averaging), `inference` (loading, search,
-`Translator`), `scoring` (sacreBLEU), `serving` (the HTTP server), `exporters` (Marian,
-CTranslate2). `commands` is the `transformer-mt` command line; nothing in the library imports it.
+`Translator`), `scoring` (sacreBLEU scores, test sets, significance), `serving` (the HTTP
+server), `exporters` (Marian, CTranslate2). `commands` is the `transformer-mt` command line;
+nothing in the library imports it.
 
 `from transformer_mt import Translator` is the Python API (`inference.translator`); it is
 imported on first use, so importing the package itself costs nothing.

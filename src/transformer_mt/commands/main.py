@@ -28,7 +28,7 @@ LIGHTNING_COMMANDS = {
 # add_arguments(parser) and run(args) -> int
 USER_COMMANDS = {
     "translate": "translate text with a checkpoint",
-    "evaluate": "sacreBLEU / chrF of hypotheses against references",
+    "evaluate": "sacreBLEU scores of translations, a checkpoint or a test set; significance",
     "average": "average the weights of several checkpoints",
     "export": "export a checkpoint to Hugging Face Marian / CTranslate2",
     "attention": "draw attention heatmaps for one sentence",
@@ -50,6 +50,17 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"transformer-mt: error: {message} (see `{self.prog} --help`)\n")
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Help that states each option's default, except where there is none to state: a flag
+    (False), an option whose absence means something the help text says itself (None), or a
+    help that already names its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or "default:" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(
         prog="transformer-mt",
@@ -64,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text in USER_COMMANDS.items():
         command = sub.add_parser(
             name, help=help_text, description=help_text,
-            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+            formatter_class=DefaultsHelpFormatter,
         )
         command.set_defaults(module=command_module(name))
         importlib.import_module(command_module(name)).add_arguments(command)

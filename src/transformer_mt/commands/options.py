@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
-from dataclasses import fields
+from collections.abc import Sequence
+from dataclasses import fields, replace
 from typing import get_type_hints
 
 from transformer_mt.errors import UserError
@@ -48,29 +49,39 @@ SEARCH_HELP = {
 SAMPLING_FIELDS = ("sampling", "temperature", "top_k", "top_p")
 
 
-def add_search_arguments(parser: argparse.ArgumentParser) -> None:
-    """A `search` and a `sampling` group holding every SearchOptions field, plus --seed."""
+def add_search_arguments(parser: argparse.ArgumentParser, names: Sequence[str] | None = None,
+                         defaults_from: str | None = None) -> None:
+    """A `search` group holding the SearchOptions fields `names` (all by default), and a
+    `sampling` group with --seed when any sampling field is among them. With `defaults_from`
+    (e.g. "the checkpoint's predict settings"), an option left out is None, taken from there."""
     groups = {False: parser.add_argument_group("search"),
               True: parser.add_argument_group("sampling (instead of beam search)")}
     types = get_type_hints(SearchOptions)
-    for field in fields(SearchOptions):
+    wanted = [field for field in fields(SearchOptions) if names is None or field.name in names]
+    for field in wanted:
         group = groups[field.name in SAMPLING_FIELDS]
         metavar, help_text = SEARCH_HELP[field.name]
         if types[field.name] is bool:
             group.add_argument(cli_name(field.name), action="store_true", help=help_text)
         else:
+            default = field.default if defaults_from is None else None
+            if defaults_from is not None:
+                help_text += f" (default: {defaults_from})"
             group.add_argument(cli_name(field.name), type=types[field.name],
-                               default=field.default, metavar=metavar, help=help_text)
-    groups[True].add_argument("--seed", type=int, default=None, metavar="N",
-                              help="random seed for reproducible samples; unseeded when not "
-                              "given")
+                               default=default, metavar=metavar, help=help_text)
+    if any(field.name in SAMPLING_FIELDS for field in wanted):
+        groups[True].add_argument("--seed", type=int, default=None, metavar="N",
+                                  help="random seed for reproducible samples; unseeded when "
+                                  "not given")
 
 
-def search_options(args: argparse.Namespace) -> SearchOptions:
-    """The search options of the command line, checked by the one validator."""
+def search_options(args: argparse.Namespace, base: SearchOptions | None = None) -> SearchOptions:
+    """The search options of the command line, checked by the one validator; fields the command
+    has no option for, or that were left at None, are `base`'s (default: SearchOptions')."""
+    given = {field.name: getattr(args, field.name) for field in fields(SearchOptions)
+             if getattr(args, field.name, None) is not None}
     try:
-        return SearchOptions(**{field.name: getattr(args, field.name)
-                                for field in fields(SearchOptions)}).check(cli_name)
+        return replace(base or SearchOptions(), **given).check(cli_name)
     except ValueError as exc:
         raise UserError(str(exc)) from None
 

@@ -24,7 +24,7 @@ from transformer_mt.commands.options import (
 )
 from transformer_mt.errors import UserError
 from transformer_mt.inference.search import Hypothesis
-from transformer_mt.inference.translator import Translator
+from transformer_mt.inference.translator import Scored, Translator
 from transformer_mt.textio import atomic_write, check_readable, iter_lines, read_lines
 
 
@@ -52,6 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_group.add_argument("--stream", action="store_true",
                            help="translate and write each line as soon as it is read (for "
                            "pipes; an --output file still appears only when complete)")
+    run_group.add_argument("--split-sentences", action="store_true",
+                           help="translate each sentence of a line on its own and put the "
+                           "translations back in the line (still one output line per input "
+                           "line); for paragraphs, e-mails, subtitles")
     run_group.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -61,10 +65,16 @@ def format_results(
     """Output lines (without newline) for consecutive inputs starting at `first_index`."""
     if nbest == 1:
         return translator.texts([h[0] for h in hypotheses])
+    return format_scored([translator.scored(hyps) for hyps in hypotheses], first_index, nbest)
+
+
+def format_scored(lists: list[list[Scored]], first_index: int, nbest: int) -> list[str]:
+    """Output lines of n-best lists of texts (one line per input line when nbest is 1)."""
+    if nbest == 1:
+        return [hyps[0].text for hyps in lists]
     lines = []
-    for offset, hyps in enumerate(hypotheses):
-        scored = [(s.score, s.text) for s in translator.scored(hyps)]
-        scored += [(float("-inf"), "")] * (nbest - len(scored))
+    for offset, hyps in enumerate(lists):
+        scored = [(s.score, s.text) for s in hyps] + [(float("-inf"), "")] * (nbest - len(hyps))
         lines += [f"{first_index + offset}\t{s:.4f}\t{t}" for s, t in scored[:nbest]]
     return lines
 
@@ -112,15 +122,24 @@ def run(args: argparse.Namespace) -> int:
         chunks = ([line] for line in iter_lines(args.input)) if lines is None else [lines]
         index = 0
         for chunk in chunks:
-            result = translator.search(chunk, options, batch_tokens=args.batch_tokens,
-                                       generator=generator, progress=bar.update)
-            truncated += result.truncated
-            for text in format_results(translator, result.hypotheses, index, args.nbest):
+            if args.split_sentences:
+                lists, cut = translator.search_sentences(
+                    chunk, options, batch_tokens=args.batch_tokens, generator=generator)
+                bar.update(len(chunk))
+                texts = format_scored(lists, index, args.nbest)
+            else:
+                result = translator.search(chunk, options, batch_tokens=args.batch_tokens,
+                                           generator=generator, progress=bar.update)
+                cut = result.truncated
+                texts = format_results(translator, result.hypotheses, index, args.nbest)
+            truncated += cut
+            for text in texts:
                 out.write(text + "\n")
             out.flush()
             index += len(chunk)
     if truncated:
         limit = translator.loaded.model.config.max_positions - 1
-        print(f"transformer-mt: warning: {truncated} input line(s) longer than {limit} tokens "
+        unit = "sentence" if args.split_sentences else "input line"
+        print(f"transformer-mt: warning: {truncated} {unit}(s) longer than {limit} tokens "
               "were truncated to fit the model", file=sys.stderr)
     return 0

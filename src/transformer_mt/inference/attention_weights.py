@@ -24,9 +24,10 @@ def attention_arrays(
     import torch
 
     c = loaded.model.config
+    device = next(loaded.model.parameters()).device
     with torch.inference_mode():
         weights = loaded.model.attention_weights(
-            torch.tensor([src]), torch.tensor([[c.bos_id] + tgt])
+            torch.tensor([src], device=device), torch.tensor([[c.bos_id] + tgt], device=device)
         )
     arrays = {kind: np.stack([w[0].float().cpu().numpy() for w in per_layer])
               for kind, per_layer in weights.items()}
@@ -55,7 +56,8 @@ def sentence_ids(
         raise UserError(f"--src is {len(src)} tokens long; the model takes at most "
                         f"{c.max_positions}")
     if tgt_text is None:
-        tgt = generate(loaded.model, torch.tensor([src]), beam_size=1)[0][0].tokens
+        device = next(loaded.model.parameters()).device
+        tgt = generate(loaded.model, torch.tensor([src], device=device), beam_size=1)[0][0].tokens
     else:
         tgt = loaded.tokenizer.encode([tgt_text])[0]
     if len(tgt) + 1 > c.max_positions:

@@ -4,7 +4,8 @@ pair, built from the checkpoint file alone (`transformer_mt.checkpoint` reads it
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -17,12 +18,14 @@ from transformer_mt.model import Transformer
 
 @dataclass(kw_only=True)
 class LoadedModel:
-    """What inference needs of a checkpoint, in memory."""
+    """What inference needs of a checkpoint, in memory. `hyper_parameters` are the training
+    options (`model.*`) the checkpoint was written with, where its predict settings are."""
 
     model: Transformer
     tokenizer: Tokenizer
     src_lang: str
     tgt_lang: str
+    hyper_parameters: dict[str, Any] = field(default_factory=dict)
 
 
 def load_for_inference(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
@@ -40,4 +43,5 @@ def load_for_inference(path: str | os.PathLike, device: str | torch.device = "cp
         ) from None
     model.to(device).eval()
     return LoadedModel(model=model, tokenizer=tokenizer, src_lang=meta.get("src_lang", "src"),
-                       tgt_lang=meta.get("tgt_lang", "tgt"))
+                       tgt_lang=meta.get("tgt_lang", "tgt"),
+                       hyper_parameters=dict(checkpoint.get("hyper_parameters") or {}))

@@ -78,18 +78,22 @@ def max_lengths(model: Transformer, src: Tensor, a: float, b: int) -> Tensor:
     return limit.clamp_(0, model.config.max_positions - 1)
 
 
-def _log_probs(model: Transformer, logits: Tensor, force_eos: Tensor) -> Tensor:
-    """float32 log-softmax of (R, V) logits with PAD/BOS banned and, in rows `force_eos`, every
-    token but EOS banned (EOS keeps its own log-probability, so scores stay comparable)."""
-    c = model.config
+def _log_probs(logits: Tensor, banned: Tensor, force_eos: Tensor | None, eos: int) -> Tensor:
+    """float32 log-softmax of (R, V) logits with the `banned` ids (PAD, BOS) at -inf and, in
+    rows `force_eos` (None: no row), every token but EOS banned (EOS keeps its own
+    log-probability, so scores stay comparable)."""
     logp = F.log_softmax(logits.float(), dim=-1)
-    logp[:, c.pad_id] = NEG_INF
-    logp[:, c.bos_id] = NEG_INF
-    if bool(force_eos.any()):
+    logp.index_fill_(1, banned, NEG_INF)
+    if force_eos is not None and bool(force_eos.any()):
         not_eos = torch.ones(logp.size(1), dtype=torch.bool, device=logp.device)
-        not_eos[c.eos_id] = False
+        not_eos[eos] = False
         logp.masked_fill_(force_eos[:, None] & not_eos[None, :], NEG_INF)
     return logp
+
+
+def _banned_ids(model: Transformer, device: torch.device) -> Tensor:
+    """The ids no search ever generates: PAD and BOS."""
+    return torch.tensor([model.config.pad_id, model.config.bos_id], device=device)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,6 +136,13 @@ class SearchOptions:
                 f"{self.max_len_a}, {self.max_len_b}"
             )
         return self
+
+    def describe(self) -> str:
+        """A beam or greedy search in words, for a score's report: `beam 4, length penalty 0.6,
+        max length 1.0 * source + 50`."""
+        how = "greedy" if self.beam_size == 1 else f"beam {self.beam_size}"
+        return (f"{how}, length penalty {self.length_penalty}, max length {self.max_len_a} * "
+                f"source + {self.max_len_b}")
 
 
 @torch.inference_mode()
@@ -249,8 +260,8 @@ def _one_path_per_row(
     eos = model.config.eos_id
     batch = src.size(0)
     memory, src_mask = model.encode(src)
-    state = model.start_decoding(memory, src_mask)
     limit = max_lengths(model, src, max_len_a, max_len_b)
+    state = model.start_decoding(memory, src_mask, max_length=int(limit.max()) + 1)
     if copies > 1:
         state.reorder(torch.arange(batch, device=src.device).repeat_interleave(copies))
         limit = limit.repeat_interleave(copies)
@@ -279,15 +290,19 @@ def _one_path_per_row(
                 on_finished(sentence, results[sentence])
 
     rows = torch.arange(n_rows, device=src.device)  # active row -> output row
+    path = torch.empty((n_rows, steps), dtype=torch.long, device=src.device)  # active rows
     logp_sum = torch.zeros(n_rows, device=src.device)
     tokens = torch.full((n_rows,), model.config.bos_id, device=src.device)
+    banned, limit_min = _banned_ids(model, src.device), int(limit.min())
     for step in range(1, steps + 1):  # `step` = length of the path after this token
-        logp = _log_probs(model, model.decode_step(tokens, state), limit < step)
+        force = limit < step if step > limit_min else None
+        logp = _log_probs(model.decode_step(tokens, state), banned, force, eos)
         tokens = pick(logp)
-        logp_sum = logp_sum + logp.gather(1, tokens[:, None]).squeeze(1)
-        out_tokens[rows, step - 1] = tokens
+        logp_sum += logp.gather(1, tokens[:, None]).squeeze(1)
+        path[:, step - 1] = tokens
         ended = tokens.eq(eos)
         if bool(ended.any()):
+            out_tokens[rows[ended], :step] = path[ended, :step]
             out_logp[rows[ended]] = logp_sum[ended]
             out_len[rows[ended]] = step
             done = []
@@ -302,10 +317,11 @@ def _one_path_per_row(
                 break
             state.reorder(alive)
             rows, tokens, limit = rows[alive], tokens[alive], limit[alive]
-            logp_sum = logp_sum[alive]
+            logp_sum, path, limit_min = logp_sum[alive], path[alive], int(limit.min())
     # EOS is forced at the length limit, so every row has ended, unless the model's EOS
     # log-probability is -inf there (an overflowed logit): those get what they hold.
     if unended := [i for i, left in enumerate(rows_left) if left]:
+        out_tokens[rows] = path
         finish(unended)
     return results
 
@@ -338,104 +354,141 @@ def beam_search(
     device = src.device
     batch = src.size(0)
     memory, src_mask = model.encode(src)
-    state: DecoderState = model.start_decoding(memory, src_mask)
     limit = max_lengths(model, src, max_len_a, max_len_b)  # per alive sentence
     width = max(int(limit.max()), 1)
+    state: DecoderState = model.start_decoding(memory, src_mask, max_length=width + 1)
 
-    # The n-best pool of finished hypotheses, per sentence of the whole batch.
-    pool_score = torch.full((batch, nbest), NEG_INF, device=device)
-    pool_logp = torch.full((batch, nbest), NEG_INF, device=device)
-    pool_len = torch.zeros((batch, nbest), dtype=torch.long, device=device)
-    pool_tokens = torch.full((batch, nbest, width), c.pad_id, device=device)
-    finished = torch.zeros(batch, dtype=torch.long, device=device)
+    pool = _NBestPool(batch, nbest, width, c.pad_id, device)
     results: list[list[Hypothesis]] = [[] for _ in range(batch)]
 
-    def finish(done_sent: Tensor) -> None:
-        """The n-best lists of the sentences `done_sent` (batch indices), which are done."""
-        for i, scores, logps, lens, toks in zip(
-            done_sent.tolist(), pool_score[done_sent].tolist(), pool_logp[done_sent].tolist(),
-            pool_len[done_sent].tolist(), pool_tokens[done_sent].tolist(), strict=True,
-        ):
-            results[i] = [ended_hypothesis(t, n, lp, length_penalty)
-                          for s, lp, n, t in zip(scores, logps, lens, toks, strict=True)
-                          if s != NEG_INF]
+    def finish(done: Tensor) -> None:
+        """The n-best lists of the alive sentences `done` (indices into the alive ones)."""
+        for i, hyps in zip(sent[done].tolist(), pool.hypotheses(done, length_penalty),
+                           strict=True):
+            results[i] = hyps
             if on_finished is not None:
-                on_finished(i, results[i])
+                on_finished(i, hyps)
 
     sent = torch.arange(batch, device=device)  # alive sentence -> batch index
     # The first step runs one row per sentence; its top K extensions then fill the beam, and
     # from the first reorder on the K beams of a sentence share its one encoder row (group K:
     # the encoder output and cross-attention keys/values are never copied per beam).
     cum = torch.zeros((batch, 1), device=device)  # (A, K_cur) cumulative log-probabilities
-    history = torch.zeros((batch, 1, 0), dtype=torch.long, device=device)  # (A, K_cur, t)
+    history = torch.empty((batch, width), dtype=torch.long, device=device)  # row -> tokens
     last = torch.full((batch,), c.bos_id, device=device)
-    n_cand = 2 * k
+    # Per alive sentence, the best length penalty a continuation can still reach (for the
+    # early stop), the first row of its beams, and (in Python) the shortest length limit.
+    best_penalty = length_penalty_factor(limit + 1, length_penalty)
+    first_row = torch.arange(batch, device=device)[:, None]
+    banned, limit_min, n_cand = _banned_ids(model, device), int(limit.min()), 2 * k
     for step in range(1, width + 2):  # `step` = hypothesis length after this token, EOS incl.
         alive, k_cur = cum.shape
-        force = (limit < step).repeat_interleave(k_cur)
-        logp = _log_probs(model, model.decode_step(last, state), force)
+        force = (limit < step).repeat_interleave(k_cur) if step > limit_min else None
+        logp = _log_probs(model.decode_step(last, state), banned, force, eos)
         # In place: logp is not needed after this, and a fresh (A, K * V) tensor per step
         # costs an allocation and a write of the whole vocabulary for every beam.
         cand = logp.view(alive, k_cur, vocab).add_(cum[:, :, None]).view(alive, k_cur * vocab)
         if cand.size(1) < n_cand:  # tiny vocabulary: pad with impossible candidates
             cand = F.pad(cand, (0, n_cand - cand.size(1)), value=NEG_INF)
         cand_score, cand_idx = cand.topk(n_cand, dim=1)
-        cand_beam = (cand_idx // vocab).clamp_(max=k_cur - 1)
+        cand_beam = cand_idx // vocab
+        if k_cur * vocab < n_cand:
+            cand_beam.clamp_(max=k_cur - 1)
         cand_tok = cand_idx % vocab
         is_eos = cand_tok.eq(eos)
+        ended = False
+        if bool(is_eos.any()):
+            ends = is_eos[:, :k] & cand_score[:, :k].isfinite()
+            if ended := bool(ends.any()):
+                # As fairseq: an EOS within the top K finishes a hypothesis.
+                paths = history.view(alive, k_cur, width)[:, :, : step - 1].gather(
+                    1, cand_beam[:, :k, None].expand(-1, -1, step - 1))
+                pool.add(cand_score[:, :k].masked_fill(~ends, NEG_INF), ends, paths, step,
+                         length_penalty)
+            # The K best non-EOS candidates stay alive (a stable sort keeps their order).
+            keep = is_eos.to(torch.uint8).sort(dim=1, stable=True).indices[:, :k]
+            cum, beam, tokens = (cand_score.gather(1, keep), cand_beam.gather(1, keep),
+                                 cand_tok.gather(1, keep))
+        else:  # no EOS among the candidates: the K best stay alive
+            cum, beam, tokens = cand_score[:, :k], cand_beam[:, :k], cand_tok[:, :k]
+        rows = first_row * k_cur + beam  # (A, K) parent rows
 
-        ends = is_eos[:, :k] & cand_score[:, :k].isfinite()
-        if bool(ends.any()):
-            new_logp = cand_score[:, :k].masked_fill(~ends, NEG_INF)
-            new_tokens = torch.full((alive, k, width), c.pad_id, device=device)
-            parent = cand_beam[:, :k, None].expand(-1, -1, step - 1)
-            new_tokens[:, :, : step - 1] = history.gather(1, parent)
-            merged_score = torch.cat(
-                [pool_score[sent], new_logp / length_penalty_factor(step, length_penalty)], 1
-            )
-            # Stable sort: on a tie the earlier (shorter) hypothesis keeps its rank.
-            order = merged_score.sort(dim=1, descending=True, stable=True).indices[:, :nbest]
-            pool_score[sent] = merged_score.gather(1, order)
-            pool_logp[sent] = torch.cat([pool_logp[sent], new_logp], 1).gather(1, order)
-            merged_len = torch.cat([pool_len[sent], torch.full_like(new_logp, step).long()], 1)
-            pool_len[sent] = merged_len.gather(1, order)
-            merged_tokens = torch.cat([pool_tokens[sent], new_tokens], 1)
-            pool_tokens[sent] = merged_tokens.gather(1, order[:, :, None].expand(-1, -1, width))
-            finished[sent] += ends.sum(dim=1)
-
-        # The K best non-EOS candidates stay alive (a stable sort keeps their score order).
-        keep = is_eos.to(torch.uint8).sort(dim=1, stable=True).indices[:, :k]
-        cum = cand_score.gather(1, keep)
-        beam = cand_beam.gather(1, keep)
-        tokens = cand_tok.gather(1, keep)
-        parent = beam[:, :, None].expand(-1, -1, step - 1)
-        history = torch.cat([history.gather(1, parent), tokens[:, :, None]], dim=2)
-        rows = torch.arange(alive, device=device)[:, None] * k_cur + beam  # (A, K) parent rows
-
-        best_len_penalty = torch.maximum(
-            length_penalty_factor(limit + 1, length_penalty),
-            torch.tensor(length_penalty_factor(step + 1, length_penalty), device=device),
-        )
-        bound = cum[:, 0] / best_len_penalty
-        done = (finished[sent] >= k) | (limit < step) | (bound <= pool_score[sent, -1])
+        bound = cum[:, 0] / best_penalty.clamp_min(length_penalty_factor(step + 1,
+                                                                         length_penalty))
+        done = bound <= pool.score[:, -1]
+        if ended:
+            done |= pool.finished >= k
+        if step > limit_min:
+            done |= limit < step
         if bool(done.any()):
-            finish(sent[done])
+            finish(done.nonzero().squeeze(1))
             keep_sent = (~done).nonzero().squeeze(1)
             if keep_sent.numel() == 0:
                 break
+            pool.keep(keep_sent)
             sent, limit, cum = sent[keep_sent], limit[keep_sent], cum[keep_sent]
-            history, tokens, rows = history[keep_sent], tokens[keep_sent], rows[keep_sent]
+            best_penalty, tokens, rows = best_penalty[keep_sent], tokens[keep_sent], rows[keep_sent]
+            first_row, limit_min = first_row[: keep_sent.numel()], int(limit.min())
             state.reorder(rows.view(-1), group=k)
         elif k_cur == 1:  # first step: each sentence's single row becomes its K beams
             state.reorder(rows.view(-1), group=k)
         else:
             # Beams only moved within their sentence, which keeps its encoder row: only the
             # self-attention caches need reordering.
-            for cache in state.self_caches:
-                cache.reorder(rows.view(-1))
-        last = tokens.view(-1)
+            state.reorder_within_groups(rows.view(-1))
+        last = tokens.reshape(-1)
+        history = history.index_select(0, rows.view(-1))
+        history[:, step - 1] = last
 
     return results
+
+
+class _NBestPool:
+    """The `nbest` best finished hypotheses of each alive sentence of a beam search, as
+    (A, nbest) tensors sorted best first (-inf score: an empty slot), and each sentence's
+    count of finished hypotheses."""
+
+    def __init__(self, batch: int, nbest: int, width: int, pad_id: int,
+                 device: torch.device) -> None:
+        self.nbest, self.pad_id = nbest, pad_id
+        self.score = torch.full((batch, nbest), NEG_INF, device=device)
+        self.log_prob = torch.full((batch, nbest), NEG_INF, device=device)
+        self.length = torch.zeros((batch, nbest), dtype=torch.long, device=device)
+        self.tokens = torch.full((batch, nbest, width), pad_id, device=device)
+        self.finished = torch.zeros(batch, dtype=torch.long, device=device)
+
+    def add(self, log_prob: Tensor, ends: Tensor, paths: Tensor, step: int,
+            length_penalty: float) -> None:
+        """Merge (A, K) hypotheses that end at `step` with EOS (log-probability -inf: none)
+        whose tokens before the EOS are `paths` (A, K, step - 1)."""
+        tokens = torch.full((*log_prob.shape, self.tokens.size(2)), self.pad_id,
+                            device=paths.device)
+        tokens[:, :, : step - 1] = paths
+        penalty = length_penalty_factor(step, length_penalty)
+        merged_score = torch.cat([self.score, log_prob / penalty], 1)
+        # Stable sort: on a tie the earlier (shorter) hypothesis keeps its rank.
+        order = merged_score.sort(dim=1, descending=True, stable=True).indices[:, : self.nbest]
+        self.score = merged_score.gather(1, order)
+        self.log_prob = torch.cat([self.log_prob, log_prob], 1).gather(1, order)
+        merged_len = torch.cat([self.length, torch.full_like(log_prob, step).long()], 1)
+        self.length = merged_len.gather(1, order)
+        self.tokens = torch.cat([self.tokens, tokens], 1).gather(
+            1, order[:, :, None].expand(-1, -1, self.tokens.size(2)))
+        self.finished += ends.sum(dim=1)
+
+    def keep(self, index: Tensor) -> None:
+        """Keep the sentences `index` (the others are done)."""
+        self.score, self.log_prob = self.score[index], self.log_prob[index]
+        self.length, self.tokens = self.length[index], self.tokens[index]
+        self.finished = self.finished[index]
+
+    def hypotheses(self, index: Tensor, length_penalty: float) -> list[list[Hypothesis]]:
+        """The n-best lists of the sentences `index`, as plain Python values."""
+        return [[ended_hypothesis(t, n, lp, length_penalty)
+                 for s, lp, n, t in zip(scores, logps, lens, toks, strict=True) if s != NEG_INF]
+                for scores, logps, lens, toks in zip(
+                    self.score[index].tolist(), self.log_prob[index].tolist(),
+                    self.length[index].tolist(), self.tokens[index].tolist(), strict=True)]
 
 
 def _token_batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
@@ -457,6 +510,7 @@ def translate_lines(
     batch_tokens: int,
     progress: Callable[[int], None] | None = None,
     on_finished: Finished | None = None,
+    token_ids: Sequence[Sequence[int]] | None = None,
     **generate_kwargs,
 ) -> Translations:
     """Translate raw text lines with `generate`; n-best lists come back in input order.
@@ -466,7 +520,8 @@ def translate_lines(
     get one empty hypothesis (score 0). A source longer than max_positions - 1 tokens is cut
     to fit (EOS appended after the cut) and counted in `truncated`. `progress` is called with
     the number of lines finished after each batch; `on_finished(line index, hypotheses)` as
-    soon as a line's search is over (see `generate`).
+    soon as a line's search is over (see `generate`). `token_ids`, when given, are the lines'
+    subword ids (no EOS), already tokenized (the server tokenizes once, off its event loop).
     """
     model, tokenizer = loaded.model, loaded.tokenizer
     c = model.config
@@ -487,7 +542,8 @@ def translate_lines(
     if progress is not None and len(todo) < len(lines):
         progress(len(lines) - len(todo))
     cap = c.max_positions - 1
-    encoded = tokenizer.encode([lines[i] for i in todo])
+    encoded = (tokenizer.encode([lines[i] for i in todo]) if token_ids is None
+               else [list(token_ids[i]) for i in todo])
     truncated = sum(len(ids) > cap for ids in encoded)
     sources = [ids[:cap] + [c.eos_id] for ids in encoded]
     for batch in _token_batches([len(s) for s in sources], batch_tokens):

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from transformer_mt.errors import UserError
+from transformer_mt.inference import sentences
 from transformer_mt.inference.loaded_model import LoadedModel, load_for_inference
 from transformer_mt.inference.search import (
     Finished,
@@ -41,6 +42,10 @@ from transformer_mt.model.quantize import quantize as quantize_model
 _CONTROLS = str.maketrans(dict.fromkeys(
     [chr(i) for i in range(32) if chr(i) != "\t"] + ["\x7f", "\x85", "\u2028", "\u2029"], " "
 ))
+
+
+# TranslationModel hyper-parameter -> the SearchOptions field it sets for `predict`.
+_PREDICT_SETTINGS = {"predict_beam_size": "beam_size", "val_length_penalty": "length_penalty"}
 
 
 def clean_text(text: str) -> str:
@@ -120,6 +125,16 @@ class Translator:
                 raise UserError(f"--cpu-gemm {cpu_gemm}: {exc}; use --cpu-gemm default") from None
         return cls(loaded, precision, checkpoint=str(path))
 
+    def predict_settings(self) -> tuple[SearchOptions, int]:
+        """The search and batch size (padded source tokens) the model was trained to translate
+        with: `model.predict_beam_size`, `model.val_length_penalty` and `model.predict_max_tokens`
+        of its checkpoint, at most source length + 50 tokens (the paper's). `predict`, `test`
+        and `evaluate --checkpoint` all translate so, and therefore agree. A checkpoint without
+        these hyper-parameters (not written by `fit`) gets the training defaults."""
+        hparams = self.loaded.hyper_parameters
+        given = {field: hparams[key] for key, field in _PREDICT_SETTINGS.items() if key in hparams}
+        return SearchOptions(**given), int(hparams.get("predict_max_tokens", 4096))
+
     @property
     def src_lang(self) -> str:
         return self.loaded.src_lang
@@ -137,10 +152,12 @@ class Translator:
         self, texts: Sequence[str], options: SearchOptions | None = None, *,
         batch_tokens: int = 4096, generator: torch.Generator | None = None,
         progress: Callable[[int], None] | None = None, on_finished: Finished | None = None,
+        token_ids: Sequence[Sequence[int]] | None = None,
     ) -> Translations:
         """N-best hypotheses (token ids and scores) for every text, in input order, plus the
         count of texts cut to fit the model: what the CLI and the server format their own way.
-        `on_finished(text index, hypotheses)` is called as soon as each text is done.
+        `on_finished(text index, hypotheses)` is called as soon as each text is done;
+        `token_ids` are the texts already tokenized (no EOS), so they are not tokenized again.
         """
         options = (options or SearchOptions()).check()
         if batch_tokens < 1:
@@ -150,7 +167,8 @@ class Translator:
         with autocast, torch.inference_mode():
             return translate_lines(
                 self.loaded, texts, batch_tokens=batch_tokens, progress=progress,
-                on_finished=on_finished, generator=generator, **vars(options),
+                on_finished=on_finished, generator=generator, token_ids=token_ids,
+                **vars(options),
             )
 
     def texts(self, hypotheses: Sequence[Hypothesis]) -> list[str]:
@@ -162,18 +180,51 @@ class Translator:
         return [Scored(text=text, score=h.score, log_prob=h.log_prob)
                 for h, text in zip(hypotheses, self.texts(hypotheses), strict=True)]
 
+    def joined(self, segmented: sentences.Segmented,
+               hypotheses: Sequence[Sequence[Hypothesis]]) -> list[Scored]:
+        """The n-best list of a text split into sentences, from its sentences' n-best lists:
+        entry k puts each sentence's k-th hypothesis (its last one when it has fewer) back in
+        the text's layout, with the sum of their scores and log-probabilities."""
+        depth = max((len(h) for h in hypotheses), default=1)
+        picks = [[hyps[min(k, len(hyps) - 1)] for hyps in hypotheses] for k in range(depth)]
+        texts = self.texts([h for pick in picks for h in pick])
+        n = len(hypotheses)
+        return [Scored(text=segmented.join(texts[k * n:(k + 1) * n]),
+                       score=sum(h.score for h in pick), log_prob=sum(h.log_prob for h in pick))
+                for k, pick in enumerate(picks)]
+
+    def search_sentences(
+        self, texts: Sequence[str], options: SearchOptions | None = None, *,
+        batch_tokens: int = 4096, generator: torch.Generator | None = None,
+    ) -> tuple[list[list[Scored]], int]:
+        """Each text split into sentences, all sentences searched in one call, and each
+        text's n-best list put back together (`joined`); plus the count of sentences cut to
+        fit the model."""
+        parts = [sentences.split_sentences(text, self.src_lang) for text in texts]
+        result = self.search([s for part in parts for s in part.sentences], options,
+                             batch_tokens=batch_tokens, generator=generator)
+        lists, start = [], 0
+        for part in parts:
+            end = start + len(part.sentences)
+            lists.append(self.joined(part, result.hypotheses[start:end]))
+            start = end
+        return lists, result.truncated
+
     def translate(
         self, texts: str | Sequence[str], *, beam_size: int = 4, length_penalty: float = 0.6,
         max_len_a: float = 1.0, max_len_b: int = 50, nbest: int = 1, sampling: bool = False,
         temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int | None = None,
-        batch_tokens: int = 4096, scores: bool = False,
+        batch_tokens: int = 4096, scores: bool = False, split_sentences: bool = False,
     ) -> str | list[Scored] | list[str] | list[list[Scored]]:
         """Translate one text or a list of texts (batched by tokens, results in input order).
 
         Returns the best translation as a string per text; with `nbest > 1` or `scores=True`
         an n-best list of `Scored` per text instead. A single string in gives a single result
         out. `sampling=True` draws `nbest` samples (reproducibly for a given `seed`).
-        An empty text translates to an empty text.
+        An empty text translates to an empty text. `split_sentences=True` translates each
+        sentence of a text on its own and puts the translations back between the text's own
+        whitespace and line breaks (`inference.sentences`); an n-best entry is then the
+        sentences' k-th hypotheses, scored with the sum of their scores.
         """
         single = isinstance(texts, str)
         batch = [texts] if single else list(texts)
@@ -184,9 +235,14 @@ class Translator:
         generator = None
         if sampling and seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(seed)
+        if split_sentences:
+            lists, _ = self.search_sentences(batch, options, batch_tokens=batch_tokens,
+                                             generator=generator)
+            out: list = lists if nbest > 1 or scores else [hyps[0].text for hyps in lists]
+            return out[0] if single else out
         result = self.search(batch, options, batch_tokens=batch_tokens, generator=generator)
         if nbest > 1 or scores:
-            out: list = [self.scored(hyps) for hyps in result.hypotheses]
+            out = [self.scored(hyps) for hyps in result.hypotheses]
         else:
             out = self.texts([hyps[0] for hyps in result.hypotheses])
         return out[0] if single else out

@@ -8,7 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from transformer_mt.model.multi_head_attention import KVCache, MultiHeadAttention, StaticKVCache
+from transformer_mt.model.multi_head_attention import (
+    MultiHeadAttention,
+    SelfAttentionCache,
+    StaticKVCache,
+)
 
 
 def sinusoidal_table(n_positions: int, d_model: int) -> Tensor:
@@ -48,7 +52,10 @@ class PositionwiseFeedForward(nn.Module):
         self.activation_dropout = activation_dropout
 
     def forward(self, x: Tensor) -> Tensor:
-        hidden = F.dropout(F.relu(self.fc1(x)), self.activation_dropout, self.training)
+        # In place where no gradient is recorded (decoding): one allocation less per layer.
+        hidden = F.relu(self.fc1(x), inplace=not torch.is_grad_enabled())
+        if self.training and self.activation_dropout > 0:
+            hidden = F.dropout(hidden, self.activation_dropout)
         return self.fc2(hidden)
 
 
@@ -104,33 +111,37 @@ class DecoderLayer(_ResidualLayer):
 
     has_cross_attention = True
 
-    def forward(
-        self,
-        x: Tensor,
-        memory: Tensor,
-        src_mask: Tensor,
-        self_cache: KVCache | None = None,
-        cross_cache: StaticKVCache | None = None,
-        need_weights: bool = False,
-    ):
-        """x: (B, T, d) target states; memory: (B / g, S, d) encoder output, g = 1 except in
-        beam search, where the g beams of a sentence share its row (see MultiHeadAttention).
-
-        Without a cache the self-attention is causal over the T positions. With a cache, x holds
-        only the new position and attends to everything cached before it, which is exactly the
-        causal prefix. Right padding of the target needs no mask: a real token never sees a
-        later (padding) position under the causal mask. Returns (x, self weights, cross weights).
-        """
-        causal = x.size(1) > 1  # teacher forcing; decode_step feeds one position at a time
+    def forward(self, x: Tensor, memory: Tensor, src_mask: Tensor, need_weights: bool = False):
+        """Teacher forcing: x (B, T, d) target states, causal self-attention over the T
+        positions; memory (B, S, d) encoder output. Right padding of the target needs no mask:
+        a real token never sees a later (padding) position under the causal mask. Returns
+        (x, self weights, cross weights)."""
         x, self_weights = self._residual(
             x, self.self_attn_norm,
-            lambda h: self.self_attn(h, is_causal=causal, cache=self_cache,
-                                     need_weights=need_weights),
+            lambda h: self.self_attn(h, is_causal=True, need_weights=need_weights),
         )
         x, cross_weights = self._residual(
             x, self.cross_attn_norm,
-            lambda h: self.cross_attn(h, memory, mask=src_mask, cache=cross_cache,
-                                      need_weights=need_weights),
+            lambda h: self.cross_attn(h, memory, mask=src_mask, need_weights=need_weights),
         )
         x, _ = self._residual(x, self.ffn_norm, self._ffn)
         return x, self_weights, cross_weights
+
+    def step(self, x: Tensor, self_cache: SelfAttentionCache, layer: int,
+             cross_cache: StaticKVCache, src_mask: Tensor) -> Tensor:
+        """Incremental decoding, one new position per row: x (R, d) -> (R, d). The same
+        sub-layers and residual wiring as `forward`, with fewer operator calls (no
+        sequence axis, no dropout: decoding runs in eval mode), because a decoding step's
+        fixed cost is mostly per-call overhead (docs/benchmarks.md). The g rows of a
+        sentence's beams share its row of `cross_cache` and `src_mask` (MultiHeadAttention)."""
+        x = self._step_residual(x, self.self_attn_norm,
+                                lambda h: self.self_attn.step_self(h, self_cache, layer))
+        x = self._step_residual(x, self.cross_attn_norm,
+                                lambda h: self.cross_attn.step_cross(h, cross_cache, src_mask))
+        return self._step_residual(x, self.ffn_norm, self.ffn)
+
+    def _step_residual(self, x: Tensor, norm: nn.LayerNorm, sublayer) -> Tensor:
+        """`_residual` without dropout or attention weights."""
+        if self.norm_first:
+            return x + sublayer(norm(x))
+        return norm(x + sublayer(x))

@@ -14,52 +14,81 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-class KVCache:
-    """Keys and values of past decoder positions, kept so each step projects only the new token.
+class SelfAttentionCache:
+    """Keys and values of every decoder layer's self-attention at past positions, for
+    incremental decoding, in one preallocated buffer of shape (T, R, L, 2, H, d_head):
+    position-major, then decoder row, layer, key/value, head.
 
-    The buffer grows by doubling, so appending is amortised O(1) instead of a `torch.cat` of the
-    whole history at every step.
+    Why this layout: beam search re-ranks its rows at every step, and one `index_select` along
+    the row axis of the filled positions `[:length]` then reorders all layers' keys and values
+    at once, into a second buffer of the same shape that becomes the cache (the two swap, so a
+    step allocates nothing). The filled positions of a position-major buffer are one
+    contiguous block, so the copy reads and writes exactly the past keys and values, never the
+    unused capacity. Attention reads a layer's keys as a strided (R, H, T, d_head) view, which
+    scaled_dot_product_attention accepts as it is.
     """
 
-    def __init__(self) -> None:
-        self.k: Tensor | None = None
-        self.v: Tensor | None = None
-        self.length = 0
+    def __init__(self, n_layers: int, n_heads: int, d_head: int, capacity: int = 16) -> None:
+        self.shape = (n_layers, 2, n_heads, d_head)
+        self.capacity = max(1, capacity)  # positions the buffer holds before it must grow
+        self.buffer: Tensor | None = None  # (capacity, R, L, 2, H, d_head)
+        self.spare: Tensor | None = None  # flat storage for the next reorder
+        self.length = 0  # positions filled
 
-    def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Add (B, H, T_new, d_head) keys/values; return all keys/values so far."""
-        t_new = k.size(2)
-        if self.k is None or self.length + t_new > self.k.size(2):
-            capacity = max(16, 2 * (self.length + t_new))
-            k_buf = k.new_empty(k.size(0), k.size(1), capacity, k.size(3))
-            v_buf = v.new_empty(v.size(0), v.size(1), capacity, v.size(3))
-            if self.k is not None:
-                k_buf[:, :, : self.length] = self.k[:, :, : self.length]
-                v_buf[:, :, : self.length] = self.v[:, :, : self.length]
-            self.k, self.v = k_buf, v_buf
-        self.k[:, :, self.length : self.length + t_new] = k
-        self.v[:, :, self.length : self.length + t_new] = v
-        self.length += t_new
-        return self.k[:, :, : self.length], self.v[:, :, : self.length]
+    def write(self, layer: int, kv: Tensor) -> tuple[Tensor, Tensor]:
+        """Store (R, 2, H, d_head) keys/values of the new position for `layer`; return that
+        layer's keys and values of every position so far, (R, H, length + 1, d_head) each.
+        `advance` moves to the next position once every layer has written."""
+        if self.buffer is None or self.buffer.size(1) != kv.size(0):
+            self._allocate(kv)
+        elif self.length >= self.buffer.size(0):
+            self._grow()
+        self.buffer[self.length, :, layer] = kv
+        past = self.buffer[: self.length + 1, :, layer]  # (T, R, 2, H, d_head)
+        return past[:, :, 0].permute(1, 2, 0, 3), past[:, :, 1].permute(1, 2, 0, 3)
+
+    def advance(self) -> None:
+        self.length += 1
 
     def reorder(self, index: Tensor) -> None:
-        """Keep batch rows `index` (beam search re-ranks hypotheses every step)."""
-        if self.k is not None:
-            self.k = self.k.index_select(0, index)
-            self.v = self.v.index_select(0, index)
+        """Keep rows `index` of every layer (beam search re-ranks hypotheses every step)."""
+        if self.buffer is None:
+            return
+        filled = self.buffer[: self.length]
+        rows = index.numel()
+        size = self.buffer.size(0) * rows * filled[0, 0].numel()
+        if self.spare is None or self.spare.numel() < size:
+            self.spare = filled.new_empty(size)
+        target = self.spare[:size].view(self.buffer.size(0), rows, *self.shape)
+        torch.index_select(filled, 1, index, out=target[: self.length])
+        self.spare = self.buffer.view(-1)
+        self.buffer = target
+
+    def _allocate(self, kv: Tensor) -> None:
+        """The buffer, at the first write (`kv` gives the rows, dtype and device)."""
+        if self.length:
+            raise ValueError(f"{kv.size(0)} rows written to a cache of {self.buffer.size(1)} "
+                             "rows; reorder it first")
+        self.buffer = kv.new_empty(self.capacity, kv.size(0), *self.shape)
+        self.spare = None
+
+    def _grow(self) -> None:
+        """Twice the positions (the caller's length hint was too small)."""
+        grown = self.buffer.new_empty(2 * self.buffer.size(0), *self.buffer.shape[1:])
+        grown[: self.length] = self.buffer[: self.length]
+        self.buffer, self.spare = grown, None
 
 
 class StaticKVCache:
-    """Encoder keys/values for cross-attention: computed once per batch, reused every step."""
+    """Encoder keys/values of one layer's cross-attention, (B, H, S, d_head) each: projected
+    once per batch (`MultiHeadAttention.project_memory`), reused every step."""
 
-    def __init__(self) -> None:
-        self.k: Tensor | None = None
-        self.v: Tensor | None = None
+    def __init__(self, k: Tensor, v: Tensor) -> None:
+        self.k, self.v = k, v
 
     def reorder(self, index: Tensor) -> None:
-        if self.k is not None:
-            self.k = self.k.index_select(0, index)
-            self.v = self.v.index_select(0, index)
+        self.k = self.k.index_select(0, index)
+        self.v = self.v.index_select(0, index)
 
 
 class MultiHeadAttention(nn.Module):
@@ -98,7 +127,6 @@ class MultiHeadAttention(nn.Module):
         memory: Tensor | None = None,
         mask: Tensor | None = None,
         is_causal: bool = False,
-        cache: KVCache | StaticKVCache | None = None,
         need_weights: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
         """Attend from `query` (B, Tq, d) to itself or to `memory` (B / g, Tk, d), g >= 1
@@ -106,29 +134,17 @@ class MultiHeadAttention(nn.Module):
 
         mask: boolean, broadcastable to (B / g, n_heads, g * Tq, Tk), True = may attend.
         is_causal: position i attends to positions <= i (decoder self-attention in training).
-        cache: a KVCache (self-attention, incremental decoding) or StaticKVCache (cross).
         need_weights: also return the (B, n_heads, Tq, Tk) attention probabilities.
+        Incremental decoding takes `step_self` and `step_cross` instead.
         """
         b, t, _ = query.shape
         if self.self_attention:
             q, k, v = self.qkv_proj(query).chunk(3, dim=-1)
             q, k, v = self._split_heads(q), self._split_heads(k), self._split_heads(v)
-            if cache is not None:
-                k, v = cache.append(k, v)
         else:
-            if cache is not None and cache.k is not None:
-                k, v = cache.k, cache.v
-            else:
-                k, v = self.kv_proj(memory).chunk(2, dim=-1)
-                k, v = self._split_heads(k), self._split_heads(v)
-                if cache is not None:
-                    cache.k, cache.v = k, v
-            q = self.q_proj(query)
-            if b != k.size(0):  # g query rows per memory row: fold g into the query length
-                if b % k.size(0):
-                    raise ValueError(f"{b} query rows do not group onto {k.size(0)} memory rows")
-                q = q.reshape(k.size(0), -1, q.size(-1))
-            q = self._split_heads(q)
+            cache = self.project_memory(memory)
+            k, v = cache.k, cache.v
+            q = self._split_heads(self._group_queries(self.q_proj(query), k.size(0)))
 
         dropout_p = self.dropout if self.training else 0.0
         weights = None
@@ -140,6 +156,38 @@ class MultiHeadAttention(nn.Module):
             )
         out = out.transpose(1, 2).reshape(b, t, self.n_heads * self.d_head)
         return self.out_proj(out), weights
+
+    def _group_queries(self, q: Tensor, memory_rows: int) -> Tensor:
+        """(B, Tq, d) -> (B / g, g * Tq, d): g query rows per memory row become one longer
+        query of that memory row."""
+        if q.size(0) == memory_rows:
+            return q
+        if q.size(0) % memory_rows:
+            raise ValueError(f"{q.size(0)} query rows do not group onto {memory_rows} memory rows")
+        return q.reshape(memory_rows, -1, q.size(-1))
+
+    def project_memory(self, memory: Tensor) -> StaticKVCache:
+        """Cross-attention keys and values of the encoder output (B, S, d), per head."""
+        k, v = self.kv_proj(memory).chunk(2, dim=-1)
+        return StaticKVCache(self._split_heads(k), self._split_heads(v))
+
+    def step_self(self, x: Tensor, cache: SelfAttentionCache, layer: int) -> Tensor:
+        """Incremental self-attention of one new position per row: x (R, d) -> (R, d). Its
+        key and value join `cache` (at `layer`), and it attends to every cached position,
+        which is exactly the causal prefix. No dropout: decoding runs in eval mode."""
+        rows = x.size(0)
+        qkv = self.qkv_proj(x).view(rows, 3, self.n_heads, self.d_head)
+        k, v = cache.write(layer, qkv[:, 1:])
+        out = F.scaled_dot_product_attention(qkv[:, 0, :, None], k, v)  # (R, H, 1, d_head)
+        return self.out_proj(out.reshape(rows, self.n_heads * self.d_head))
+
+    def step_cross(self, x: Tensor, cache: StaticKVCache, mask: Tensor) -> Tensor:
+        """Incremental cross-attention: x (R, d), R = g * (memory rows) -> (R, d), attending
+        to the projected encoder output in `cache` under the source `mask`."""
+        rows = x.size(0)
+        q = self._split_heads(self._group_queries(self.q_proj(x)[:, None], cache.k.size(0)))
+        out = F.scaled_dot_product_attention(q, cache.k, cache.v, attn_mask=mask)
+        return self.out_proj(out.transpose(1, 2).reshape(rows, self.n_heads * self.d_head))
 
 
 def _explicit_attention(

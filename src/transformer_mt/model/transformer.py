@@ -11,22 +11,23 @@ from torch import Tensor, nn
 
 from transformer_mt.config import TransformerConfig
 from transformer_mt.model.layers import DecoderLayer, EncoderLayer, SinusoidalPositions
-from transformer_mt.model.multi_head_attention import KVCache, StaticKVCache
+from transformer_mt.model.multi_head_attention import SelfAttentionCache, StaticKVCache
 
 
 @dataclass(kw_only=True)
 class DecoderState:
     """Everything incremental decoding carries from one step to the next.
 
-    The decoder runs R rows; the encoder side (memory, mask, cross-attention keys/values) has
-    one row per `group` consecutive decoder rows (the beams of one sentence share it, see
-    `MultiHeadAttention`), so R = group * (memory rows).
+    The decoder runs R rows; the encoder side (mask, cross-attention keys/values) has one row
+    per `group` consecutive decoder rows (the beams of one sentence share it, see
+    `MultiHeadAttention`), so R = group * (encoder rows).
     """
 
-    memory: Tensor  # (R / group, S, d) encoder output
-    src_mask: Tensor  # (R / group, 1, 1, S) True at real source tokens
-    self_caches: list[KVCache] = field(default_factory=list)
-    cross_caches: list[StaticKVCache] = field(default_factory=list)
+    # (R / group, 1, 1, S) additive key mask: 0 at real source tokens, -inf at padding (what
+    # SDPA would make of the boolean mask at every call, made once per batch)
+    src_mask: Tensor
+    self_cache: SelfAttentionCache  # every layer's past self-attention keys/values
+    cross_caches: list[StaticKVCache] = field(default_factory=list)  # per layer, projected once
     length: int = 0  # target positions consumed so far
     group: int = 1  # decoder rows per encoder row
 
@@ -35,14 +36,17 @@ class DecoderState:
         `group` rows per encoder row: every run of `group` consecutive entries of `index` must
         come from one encoder row (e.g. one sentence's beams). The encoder side is selected
         once per group, so keeping K beams copies 1/K of what one row per beam would."""
-        for cache in self.self_caches:
-            cache.reorder(index)
+        self.self_cache.reorder(index)
         source = index[::group] // self.group
-        self.memory = self.memory.index_select(0, source)
         self.src_mask = self.src_mask.index_select(0, source)
         for cache in self.cross_caches:
             cache.reorder(source)
         self.group = group
+
+    def reorder_within_groups(self, index: Tensor) -> None:
+        """Keep decoder rows `index` where each row moves only within its group (beams
+        re-ranked inside their sentence): the encoder side stays as it is."""
+        self.self_cache.reorder(index)
 
 
 def source_mask(src: Tensor, pad_id: int) -> Tensor:
@@ -155,27 +159,35 @@ class Transformer(nn.Module):
         memory, src_mask = self.encode(src)
         return self.decode(tgt_in, memory, src_mask)
 
-    def start_decoding(self, memory: Tensor, src_mask: Tensor) -> DecoderState:
-        """Fresh per-layer caches for incremental decoding of a batch."""
-        n = len(self.decoder_layers)
+    def start_decoding(self, memory: Tensor, src_mask: Tensor, max_length: int = 16
+                       ) -> DecoderState:
+        """Fresh caches for incremental decoding of a batch: the cross-attention keys and
+        values of `memory` projected once per layer here, and room for `max_length` target
+        positions (more if needed) in the self-attention cache."""
+        c = self.config
+        bias = torch.zeros(src_mask.shape, dtype=memory.dtype, device=memory.device)
         return DecoderState(
-            memory=memory, src_mask=src_mask, self_caches=[KVCache() for _ in range(n)],
-            cross_caches=[StaticKVCache() for _ in range(n)],
+            src_mask=bias.masked_fill_(~src_mask, float("-inf")),
+            self_cache=SelfAttentionCache(len(self.decoder_layers), c.n_heads, c.d_head,
+                                          capacity=max_length),
+            cross_caches=[layer.cross_attn.project_memory(memory)
+                          for layer in self.decoder_layers],
         )
 
     def decode_step(self, tokens: Tensor, state: DecoderState) -> Tensor:
-        """One incremental step: tokens (B,) are the latest target ids; returns logits (B, V).
+        """One incremental step: tokens (R,) are the latest target ids; returns logits (R, V).
 
         Only the new position is computed; past keys/values come from the caches, and the
-        encoder keys/values of cross-attention are projected once, on the first step.
+        encoder keys/values of cross-attention were projected once, by `start_decoding`.
+        Inference only (no dropout).
         """
-        x = self._embed(self.tgt_embed, tokens[:, None], offset=state.length)
-        for layer, self_cache, cross_cache in zip(
-            self.decoder_layers, state.self_caches, state.cross_caches, strict=True
-        ):
-            x, _, _ = layer(x, state.memory, state.src_mask, self_cache, cross_cache)
+        x = (F.embedding(tokens, self.tgt_embed.weight) * self.embed_scale
+             + self.positions.table[state.length])
+        for i, layer in enumerate(self.decoder_layers):
+            x = layer.step(x, state.self_cache, i, state.cross_caches[i], state.src_mask)
+        state.self_cache.advance()
         state.length += 1
-        return self.logits(self.decoder_norm(x[:, 0]))
+        return self.logits(self.decoder_norm(x))
 
     def attention_weights(self, src: Tensor, tgt_in: Tensor) -> dict[str, list[Tensor]]:
         """The attention probabilities of a teacher-forced forward pass, per layer

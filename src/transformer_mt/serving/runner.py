@@ -1,9 +1,9 @@
 """Running `transformer-mt serve`: the model loop on the main thread, uvicorn on a second one.
 
 MKL's CPU matrix products run at about half speed from any thread but the main one, so the
-model gets the main thread. Shutdown (SIGTERM, Ctrl+C) is uvicorn's: it stops accepting
-connections and waits for the requests in flight, which the model loop keeps serving; then the
-loop stops.
+model gets the main thread. Shutdown (SIGTERM, Ctrl+C) drains: at the signal, new requests
+and /health get 503 with Retry-After (a load balancer stops sending), the requests in flight
+finish, then uvicorn stops and the model loop ends. A second signal stops at once.
 """
 
 from __future__ import annotations
@@ -11,28 +11,54 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from typing import Any
 
 import uvicorn
 
 from transformer_mt.errors import UserError
 from transformer_mt.inference.translator import Translator
+from transformer_mt.serving.access import Access, read_api_keys
 from transformer_mt.serving.app import create_app
 from transformer_mt.serving.batcher import Batcher
+from transformer_mt.serving.service import Gate
 from transformer_mt.serving.settings import ServerSettings
+
+
+def drain_then_stop(gate: Gate, server: uvicorn.Server, timeout: float) -> None:
+    """Wait (in a thread of its own) until no request is in flight, then stop HTTP."""
+    deadline = time.monotonic() + timeout
+    while gate.in_flight > 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    server.should_exit = True
+
+
+def signal_handlers(gate: Gate, server: uvicorn.Server, timeout: float) -> dict[int, Any]:
+    """Install SIGTERM / SIGINT handlers that drain; return the previous handlers."""
+
+    def handle(signum: int, frame: Any) -> None:
+        if gate.draining:  # the second signal: stop now
+            server.should_exit = server.force_exit = True
+            return
+        gate.draining = True
+        threading.Thread(target=drain_then_stop, args=(gate, server, timeout),
+                         name="transformer-mt-drain", daemon=True).start()
+
+    return {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
 
 
 def serve_forever(settings: ServerSettings, host: str, port: int, log_level: str) -> None:
     """Load the model (a bad checkpoint fails here, before the port opens), then serve: HTTP
-    on a thread of its own, the model on this (main) thread. SIGTERM / SIGINT tell uvicorn to
-    stop accepting and drain the requests in flight, which the model keeps serving; then the
-    model loop ends too."""
+    on a thread of its own, the model on this (main) thread."""
+    keys = read_api_keys(settings.api_keys) if settings.api_keys else None
     translator = Translator.from_checkpoint(settings.checkpoint, device=settings.device,
                                             quantize=settings.quantize,
                                             cpu_gemm=settings.cpu_gemm)
     batcher = Batcher(translator, settings)
-    app = create_app(batcher)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level,
-                                           timeout_graceful_shutdown=None))
+    app = create_app(batcher, Access(keys, settings.req_limit))
+    gate = app.state.service.gate
+    server = uvicorn.Server(uvicorn.Config(
+        app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=None,
+        limit_concurrency=settings.limit_concurrency))
 
     def http() -> None:
         try:
@@ -40,8 +66,7 @@ def serve_forever(settings: ServerSettings, host: str, port: int, log_level: str
         finally:
             batcher.stop()
 
-    previous = {sig: signal.signal(sig, server.handle_exit)
-                for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = signal_handlers(gate, server, settings.drain_timeout)
     thread = threading.Thread(target=http, name="transformer-mt-http")
     thread.start()
     try:

@@ -4,7 +4,8 @@ checkpoint contents that make a .ckpt self-contained for `translate`."""
 from __future__ import annotations
 
 import math
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
@@ -17,6 +18,9 @@ from transformer_mt.errors import UserError
 from transformer_mt.model import Transformer
 from transformer_mt.training.loss import label_smoothed_loss
 from transformer_mt.training.optimizer import make_optimizer
+
+if TYPE_CHECKING:
+    from transformer_mt.inference.translator import Translator
 
 
 class TranslationModel(L.LightningModule):
@@ -210,7 +214,9 @@ class TranslationModel(L.LightningModule):
         self._val_sums = torch.zeros(3, dtype=torch.float64, device=self.device)
         self._val_hyps = []
 
-    on_test_epoch_start = on_validation_epoch_start
+    def on_test_epoch_start(self) -> None:
+        self.on_validation_epoch_start()
+        self._test_indices: list[int] = []
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         loss_sum, nll_sum, n_tokens = self._loss(batch)
@@ -225,7 +231,12 @@ class TranslationModel(L.LightningModule):
             texts = self.tokenizer.decode([h[0].tokens for h in hyps])
             self._val_hyps.extend(zip(batch["index"][wanted].tolist(), texts, strict=True))
 
-    test_step = validation_step
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        """The loss as validation computes it; the sentences are translated all together at the
+        end (`on_test_epoch_end`), as `evaluate --checkpoint` translates a file."""
+        loss_sum, nll_sum, n_tokens = self._loss(batch)
+        self._val_sums += torch.stack([loss_sum.double(), nll_sum.double(), n_tokens.double()])
+        self._test_indices.extend(batch["index"].tolist())
 
     def _log_eval(self, prefix: str, references: list[str]) -> None:
         sums, hyps = self._val_sums, self._val_hyps
@@ -251,20 +262,35 @@ class TranslationModel(L.LightningModule):
     def predict_step(self, batch: list[str], batch_idx: int) -> list[str]:
         """Translate a chunk of raw source lines (one output per line, same order), through
         `Translator`, the code behind `translate`, `evaluate` and `serve`."""
+        translator = self._translator()
+        search, batch_tokens = translator.predict_settings()
+        result = translator.search(batch, search, batch_tokens=batch_tokens)
+        return translator.texts([hypotheses[0] for hypotheses in result.hypotheses])
+
+    def _translator(self) -> Translator:
+        """This model as a `Translator`, with its predict settings (`model.predict_*`)."""
         from transformer_mt.inference.loaded_model import LoadedModel
         from transformer_mt.inference.translator import Translator
 
-        translator = Translator(LoadedModel(model=self.model, tokenizer=self.tokenizer,
-                                            src_lang=self.hparams.src_lang,
-                                            tgt_lang=self.hparams.tgt_lang))
-        return translator.translate(
-            batch, batch_tokens=self.hparams.predict_max_tokens,
-            beam_size=self.hparams.predict_beam_size,
-            length_penalty=self.hparams.val_length_penalty,
-        )
+        return Translator(LoadedModel(model=self.model, tokenizer=self.tokenizer,
+                                      src_lang=self.hparams.src_lang,
+                                      tgt_lang=self.hparams.tgt_lang,
+                                      hyper_parameters=dict(self.hparams)))
 
     def on_validation_epoch_end(self) -> None:
         self._log_eval("val", self.trainer.datamodule.references["valid"])
 
     def on_test_epoch_end(self) -> None:
-        self._log_eval("test", self.trainer.datamodule.references["test"])
+        """Loss as validation logs it; BLEU and chrF of the whole split, translated with the
+        predict settings, logged and printed with their signatures (`training.evaluation`)."""
+        from transformer_mt.training.evaluation import TEST_METRICS, score_test_split
+
+        datamodule = self.trainer.datamodule
+        self._log_eval("test", datamodule.references["test"])
+        scores, report = score_test_split(
+            self._translator(), self._test_indices, datamodule.sources["test"],
+            datamodule.references["test"],
+            show_progress=self.trainer.progress_bar_callback is not None and sys.stderr.isatty())
+        for name in TEST_METRICS:
+            self.log(f"test/{name}", scores[name]["score"], rank_zero_only=True)
+        self.print(report)
