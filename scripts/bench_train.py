@@ -156,7 +156,7 @@ def make_step_batches(args: argparse.Namespace) -> list[dict[str, torch.Tensor]]
         pairs = EncodedPairs.from_lists(tokenizer.encode(text.src), tokenizer.encode(text.tgt))
     batches = make_batches(pairs.src_lengths, pairs.tgt_lengths, args.max_tokens, rng)
     chosen = rng.choice(len(batches), size=args.warmup + args.steps, replace=False)
-    return [collate([pairs[i] for i in batches[b]]) for b in chosen]
+    return [collate(pairs.batch(batches[b])) for b in chosen]
 
 
 def flops_per_step(config: TransformerConfig, batch: dict[str, torch.Tensor],
@@ -240,6 +240,23 @@ def build(system: str, preset: str, config: TransformerConfig, device: torch.dev
     return Trainee(hf, loss, p_enc, p_dec)
 
 
+def train_step(loss: Any, batches: list[dict[str, torch.Tensor]], optimizer: torch.optim.Optimizer,
+               scheduler: Any, autocast: Any) -> int:
+    """One optimizer step as `fit` computes it, without Lightning: the loss of each
+    micro-batch, backward of its sum over the step's target tokens, the Adam update, the LR
+    schedule, zero_grad. Returns the step's target tokens (`scripts/bench_fit.py` runs it
+    too)."""
+    tokens = sum(int(b["tgt_out"].ne(PAD_ID).sum()) for b in batches)
+    for batch in batches:
+        with autocast:
+            loss_sum, _, _ = loss(batch)
+        (loss_sum / tokens).backward()
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return tokens
+
+
 def measure(system: str, args: argparse.Namespace, batches: list[dict[str, torch.Tensor]]
             ) -> dict[str, Any]:
     """Runs in a child process: build, warm up, time `args.steps` training steps."""
@@ -258,27 +275,18 @@ def measure(system: str, args: argparse.Namespace, batches: list[dict[str, torch
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16)
                 if args.precision == "bf16-mixed" else nullcontext())
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    def step(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        with autocast:
-            loss_sum, _, n_tokens = trainee.loss(batch)
-        (loss_sum / n_tokens).backward()
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        return n_tokens
-
     times, tokens, flops = [], [], []
     for i, batch in enumerate(batches):
         if i == args.warmup and device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         sync()
         start = time.perf_counter()
-        n_tokens = step(batch)
+        n_tokens = train_step(trainee.loss, [batch], optimizer, scheduler, autocast)
         sync()
         elapsed = time.perf_counter() - start
         if i >= args.warmup:
             times.append(elapsed)
-            tokens.append(int(n_tokens))
+            tokens.append(n_tokens)
             flops.append(flops_per_step(config, batch, trainee.p_enc, trainee.p_dec))
     result: dict[str, Any] = {
         "system": system,
@@ -288,8 +296,10 @@ def measure(system: str, args: argparse.Namespace, batches: list[dict[str, torch
                                        "_attn_implementation", "sdpa (ours)"),
     }
     if args.profile_top and system == "ours":
-        result["profile"] = profile_table(lambda: [step(b) for b in batches[-2:]], device,
-                                          args.profile_top)
+        def last_two() -> list[int]:
+            return [train_step(trainee.loss, [b], optimizer, scheduler, autocast)
+                    for b in batches[-2:]]
+        result["profile"] = profile_table(last_two, device, args.profile_top)
     if device.type == "cuda":
         result["peak_mem_mib"] = torch.cuda.max_memory_allocated() / 2**20
         result["device_name"] = torch.cuda.get_device_name()

@@ -1,6 +1,6 @@
-"""`make demo`: train the demo model on the Tatoeba pairs in data/, average its last checkpoints,
-translate the held-out test set and score it, translate a few everyday sentences the model never
-saw, and print the command that serves the model.
+"""`make demo`: train the demo model on the Tatoeba pairs in data/, draw its training curves,
+average its last checkpoints, translate the held-out test set and score it, translate a few
+everyday sentences the model never saw, and print the command that serves the model.
 
 Every step is the same `transformer-mt` command a user would type (run in this process, so
 Lightning and torch are imported once); the commands are echoed so they can be copied.
@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         old.unlink()
     run(fit)
     trained = time.monotonic() - start
+    curves = run_dir / "curves.png"
+    run(["plot", str(run_dir), "--out", str(curves)])
 
     averaged = run_dir / "averaged.ckpt"
     run(["average", "--run-dir", str(run_dir / "checkpoints"), "--last", str(args.average),
@@ -95,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     for sentence, translation in zip(EVERYDAY, translator.translate(EVERYDAY), strict=True):
         print(f"  EN  {sentence}\n  OUT {translation}\n")
     print(f"Trained in {trained / 60:.1f} min; total {(time.monotonic() - start) / 60:.1f} min.")
+    print(f"Training curves (loss, validation BLEU, learning rate): {curves}")
     print("\nServe it (web page and LibreTranslate-compatible API on http://127.0.0.1:8080/):")
     print(f"  .venv/bin/transformer-mt serve --checkpoint {shlex.quote(str(averaged))}")
     return 0

@@ -5,9 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from transformer_mt.config import BOS_ID, EOS_ID, PAD_ID
-from transformer_mt.data.batching import EncodedPairs, TokenBucketBatchSampler, collate
+from transformer_mt.data.batching import (
+    EncodedPairs,
+    TokenBucketBatchSampler,
+    collate,
+    flatten,
+)
 from transformer_mt.errors import UserError
 from transformer_mt.model.transformer import source_mask
 
@@ -83,7 +89,7 @@ def test_sentence_longer_than_budget_is_a_user_error(pairs: EncodedPairs) -> Non
 
 def test_collate_pads_and_masks_match_lengths() -> None:
     dataset = EncodedPairs.from_lists([[5, 6, 7], [8]], [[9], [10, 11, 12, 13]])
-    batch = collate([dataset[0], dataset[1]])
+    batch = collate(dataset.batch([0, 1]))
     assert batch["src"].tolist() == [[5, 6, 7, EOS_ID], [8, EOS_ID, PAD_ID, PAD_ID]]
     assert batch["tgt_in"].tolist() == [[BOS_ID, 9, 0, 0, 0], [BOS_ID, 10, 11, 12, 13]]
     assert batch["tgt_out"].tolist() == [[9, EOS_ID, 0, 0, 0], [10, 11, 12, 13, EOS_ID]]
@@ -91,3 +97,58 @@ def test_collate_pads_and_masks_match_lengths() -> None:
     assert mask.sum(-1).tolist() == (dataset.src_lengths).tolist() == [4, 2]
     assert batch["index"].tolist() == [0, 1]
     assert batch["src"].dtype == torch.long
+
+
+def reference_collate(items: list[tuple[int, np.ndarray, np.ndarray]]) -> dict[str, list]:
+    """Row by row, as the loader padded batches before it gathered them whole."""
+    src_len = max(len(s) for _, s, _ in items) + 1
+    tgt_len = max(len(t) for _, _, t in items) + 1
+    out: dict[str, list] = {"index": [], "src": [], "tgt_in": [], "tgt_out": []}
+    for i, s, t in items:
+        s, t = [int(x) for x in s], [int(x) for x in t]
+        out["index"].append(i)
+        out["src"].append(s + [EOS_ID] + [PAD_ID] * (src_len - len(s) - 1))
+        out["tgt_in"].append([BOS_ID] + t + [PAD_ID] * (tgt_len - len(t) - 1))
+        out["tgt_out"].append(t + [EOS_ID] + [PAD_ID] * (tgt_len - len(t) - 1))
+    return out
+
+
+@pytest.mark.parametrize("mapped", [False, True])
+def test_whole_batch_collate_equals_row_by_row_padding(tmp_path, mapped: bool) -> None:
+    rng = np.random.default_rng(5)
+    src = [rng.integers(4, 60_000, rng.integers(0, 40)) for _ in range(300)]
+    tgt = [rng.integers(4, 60_000, rng.integers(0, 45)) for _ in range(300)]
+    dataset = EncodedPairs.from_lists(src, tgt)
+    if mapped:  # the prepared-split layout: flat uint16 ids + int64 offsets, memory-mapped
+        for side, seqs in (("src", src), ("tgt", tgt)):
+            flat, offsets = flatten(seqs, np.uint16)
+            flat.tofile(tmp_path / f"{side}.tokens")
+            offsets.tofile(tmp_path / f"{side}.offsets")
+        dataset = EncodedPairs.open(tmp_path, np.dtype(np.uint16))
+    for indices in ([7], [3, 250, 3, 0, 299], rng.permutation(300)[:120].tolist()):
+        batch = {k: v.tolist() for k, v in collate(dataset.batch(indices)).items()}
+        assert batch == reference_collate([dataset[i] for i in indices])
+
+
+class CountingPairs(EncodedPairs):
+    calls = {"item": 0, "batch": 0}
+
+    def __getitem__(self, i: int):
+        CountingPairs.calls["item"] += 1
+        return super().__getitem__(i)
+
+    def batch(self, indices):
+        CountingPairs.calls["batch"] += 1
+        return super().batch(indices)
+
+    __getitems__ = batch
+
+
+def test_loader_gathers_each_batch_in_one_call_not_per_sentence(pairs: EncodedPairs) -> None:
+    """The per-sentence path cost ~40 us a sentence in `fit` (docs/benchmarks.md): a
+    DataLoader must fetch whole batches through `EncodedPairs.__getitems__`."""
+    counting = CountingPairs(pairs._arrays)
+    sampler = TokenBucketBatchSampler(pairs.src_lengths, pairs.tgt_lengths, 600, seed=3)
+    batches = list(DataLoader(counting, batch_sampler=sampler, collate_fn=collate))
+    assert CountingPairs.calls == {"item": 0, "batch": len(batches)}
+    assert sorted(i for b in batches for i in b["index"].tolist()) == list(range(len(pairs)))

@@ -57,7 +57,8 @@ def test_mapped_arrays_hold_exactly_the_plain_encoding(multi30k: ParallelText,
     tokenizer, dataset = build(tmp_path, tmp_path / "cache", max_len=None)
     text = read_corpus(SPEC, "en", "de", tmp_path)
     assert len(dataset) == len(text) == 300
-    assert isinstance(dataset._arrays["src_tokens"], np.memmap)
+    # a plain ndarray view of a memory map (`batching._map`): the ids stay on disk
+    assert isinstance(dataset._arrays["src_tokens"].base, np.memmap)
     assert dataset._arrays["src_tokens"].dtype == np.uint16  # a 500-piece vocabulary fits
     src, tgt = tokenizer.encode(text.src), tokenizer.encode(text.tgt)
     for i in range(len(dataset)):

@@ -33,6 +33,7 @@ DDP = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.acceler
 def options(run: Path, spm: Path, steps: int, *extra: str) -> list[str]:
     return tiny_fit_args(run, spm, "--trainer.max_steps", str(steps),
                          "--trainer.val_check_interval", str(steps),
+                         "--trainer.log_every_n_steps", "2",
                          "--checkpoint.every_n_train_steps", str(steps), *extra)
 
 
@@ -66,6 +67,7 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory, spm: Path,
     result = ddp_fit(run, spm)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
+    (run / "fit.stderr").write_text(result.stderr, encoding="utf-8")
     return run
 
 
@@ -92,6 +94,17 @@ def test_one_set_of_checkpoint_files(uninterrupted: Path) -> None:
     checkpoint = torch.load(checkpoints / "last.ckpt", weights_only=True)
     assert checkpoint["global_step"] == STEPS
     assert len(checkpoint["rng_states"]) == 2  # both ranks' generators, for an exact resume
+
+
+def test_rank_zero_alone_writes_the_report_lines(uninterrupted: Path) -> None:
+    """Both ranks run the report (they sum their counts at each log step); rank 0 alone
+    writes, so each line is there once."""
+    text = (uninterrupted / "fit.stderr").read_text(encoding="utf-8")
+    folder = uninterrupted / "checkpoints"
+    for line in ("step 2/4 | epoch 1 |", "step 4/4 | epoch 1 |", "validation at step 4 |",
+                 f"checkpoint at step 4: {folder / 'step000004.ckpt'}",
+                 f"checkpoint at step 4: {folder / 'last.ckpt'}"):
+        assert len(re.findall(rf"^transformer-mt: {re.escape(line)}", text, re.M)) == 1, line
 
 
 def test_interrupted_ddp_fit_resumes_exactly(uninterrupted: Path, spm: Path,

@@ -67,6 +67,8 @@ def test_demo_pipeline_reaches_its_bleu_floor(tmp_path: Path, capsys: pytest.Cap
     hypotheses = (run_dir / "test.hyp.de").read_text(encoding="utf-8").split("\n")
     assert len(hypotheses) == DEMO_TEST_LINES + 1 and hypotheses[-1] == ""
     assert (run_dir / "averaged.ckpt").is_file()
+    assert f"Training curves (loss, validation BLEU, learning rate): {run_dir / 'curves.png'}" \
+        in out and (run_dir / "curves.png").stat().st_size > 10_000
     bleu = re.search(r"^BLEU = (\d+\.\d+) ", out, re.MULTILINE)
     assert bleu, out[-3000:]
     with capsys.disabled():  # shown with pytest -s, to re-measure the floor

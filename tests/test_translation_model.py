@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from tests._tiny_fit import tiny_fit_args
 from transformer_mt.commands.main import main
-from transformer_mt.data.batching import collate
+from transformer_mt.data.batching import EncodedPairs, collate
 from transformer_mt.training.translation_model import TranslationModel
 
 VOCAB = 40
@@ -23,10 +23,9 @@ VOCAB = 40
 def micro_batch(n: int, src_len: int, tgt_len: int, seed: int) -> dict[str, torch.Tensor]:
     """n pairs of random ids with ragged lengths (so batches hold different token counts)."""
     rng = np.random.default_rng(seed)
-    items = [(i, rng.integers(4, VOCAB, rng.integers(1, src_len + 1)).astype(np.int32),
-              rng.integers(4, VOCAB, rng.integers(1, tgt_len + 1)).astype(np.int32))
-             for i in range(n)]
-    return collate(items)
+    src = [rng.integers(4, VOCAB, rng.integers(1, src_len + 1)) for _ in range(n)]
+    tgt = [rng.integers(4, VOCAB, rng.integers(1, tgt_len + 1)) for _ in range(n)]
+    return collate(EncodedPairs.from_lists(src, tgt).batch(range(n)))
 
 
 def joined(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -1,8 +1,8 @@
 """`transformer-mt` entry point: which module of this package runs which subcommand.
 
 Training commands (fit/validate/test/predict in `train`, and `prepare`) go to LightningCLI; the
-user commands (translate, evaluate, average, export, attention, serve) are plain argparse in one
-module each, named after the command, so they start fast and never import Lightning. A
+user commands (translate, evaluate, average, export, attention, plot, serve) are plain argparse
+in one module each, named after the command, so they start fast and never import Lightning. A
 `UserError` becomes one line on stderr and exit 2.
 """
 
@@ -33,6 +33,7 @@ USER_COMMANDS = {
     "export": "export a checkpoint to Hugging Face Marian / CTranslate2",
     "attention": "draw attention heatmaps for one sentence, or write all the model computes "
                  "for it (--json)",
+    "plot": "draw a run's training curves (loss, BLEU, learning rate) as a PNG",
     "serve": "translate over HTTP (LibreTranslate API, web page)",
 }
 

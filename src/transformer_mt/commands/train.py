@@ -19,8 +19,10 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -28,6 +30,7 @@ from typing import Any, NoReturn
 # user's to act on.
 os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
 
+from lightning.pytorch.callbacks import Callback, ModelSummary, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
@@ -37,8 +40,25 @@ from transformer_mt.errors import UserError
 from transformer_mt.textio import atomic_write
 from transformer_mt.training import INTERRUPTED_NAME
 from transformer_mt.training.checkpointing import AtomicCheckpointIO, Checkpoint
+from transformer_mt.training.reporting import ModelLine, ReportBar, TrainingReport
 from transformer_mt.training.resume import ResumableTraining, TrainingInterrupted
 from transformer_mt.training.translation_model import TranslationModel
+
+# Noise no user can act on: Lightning's own use of an API torch deprecated, and, among its INFO
+# messages, advertisements for its cloud services, the absence of TPUs (this package runs on
+# CPUs and GPUs) and a note that our one-line model summary replaces its table.
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                        category=FutureWarning)
+_NOISE = ("\N{ELECTRIC LIGHT BULB} Tip:", "TPU available:",
+          "Trainer already configured with model summary callbacks")
+
+
+class _DropNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(_NOISE)
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropNoise())
 
 
 class OneLineLightningParser(LightningArgumentParser):
@@ -129,12 +149,32 @@ class TransformerMTCLI(LightningCLI):
             sys.stdout.writelines(line + "\n" for line in lines)
 
     def instantiate_trainer(self, **kwargs: Any):
+        """The trainer, with what `fit` reports (`training.reporting`): plain log lines when
+        standard output or error is not a terminal or the progress bar is off (the bar is then
+        turned off too: in a file it is unreadable), else a bar with the same key numbers; one
+        line for the model instead of Lightning's table; checkpoint paths as they are written."""
+        config = self._get(self.config_init, "trainer", default={})
+        callbacks = config.get("callbacks") or []
+        terminal = sys.stdout.isatty() and sys.stderr.isatty()
+        plain = not (terminal and config.get("enable_progress_bar") is not False)
+        report = TrainingReport(plain=plain)
+        added: list[Callback] = [report]
+        if not any(isinstance(c, ProgressBar) for c in callbacks):  # else the user's own bar
+            if plain:
+                kwargs["enable_progress_bar"] = False
+            else:
+                added.append(ReportBar(report))
+        if config.get("enable_model_summary") is not False \
+                and not any(isinstance(c, ModelSummary) for c in callbacks):
+            added.append(ModelLine())
+        defaults = self.trainer_defaults.get("callbacks") or []
+        self.trainer_defaults = {**self.trainer_defaults, "callbacks": [*defaults, *added]}
         try:
             trainer = super().instantiate_trainer(**kwargs)
         except (MisconfigurationException, TypeError, ValueError) as exc:
             # the Trainer checks its (user-given) options here, raising these with a message
             raise UserError(f"trainer: {_one_line(str(exc))}") from None
-        trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        trainer.strategy.checkpoint_io = AtomicCheckpointIO(on_saved=report.checkpoint_saved)
         return trainer
 
 

@@ -10,6 +10,7 @@ seconds and its token ids stay on disk (`EncodedPairs.open`, a memory map).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -84,9 +85,24 @@ class EncodedPairs(Dataset):
         a = self._arrays
         return (
             i,
-            np.asarray(a["src_tokens"][a["src_offsets"][i] : a["src_offsets"][i + 1]]),
-            np.asarray(a["tgt_tokens"][a["tgt_offsets"][i] : a["tgt_offsets"][i + 1]]),
+            a["src_tokens"][a["src_offsets"][i] : a["src_offsets"][i + 1]],
+            a["tgt_tokens"][a["tgt_offsets"][i] : a["tgt_offsets"][i + 1]],
         )
+
+    def batch(self, indices: Sequence[int]) -> PairBatch:
+        """The token ids of the pairs `indices`, gathered with a few numpy calls whatever their
+        number. A DataLoader calls it (as `__getitems__`) with a whole batch of indices, so
+        loading a batch costs no Python work per sentence: per-item `__getitem__` and a
+        row-by-row collate took about 40 us a sentence (11 ms of a 290-sentence Multi30k batch;
+        docs/benchmarks.md, "Training through `fit`")."""
+        index = np.asarray(indices, dtype=np.int64)
+        a = self._arrays
+        src, src_lengths = _gather(a["src_tokens"], a["src_offsets"], index)
+        tgt, tgt_lengths = _gather(a["tgt_tokens"], a["tgt_offsets"], index)
+        return PairBatch(index=index, src=src, src_lengths=src_lengths, tgt=tgt,
+                         tgt_lengths=tgt_lengths)
+
+    __getitems__ = batch
 
     @property
     def src_lengths(self) -> np.ndarray:
@@ -100,9 +116,23 @@ class EncodedPairs(Dataset):
 
 
 def _map(path: Path, dtype: np.dtype) -> np.ndarray:
+    """A read-only mapping of the file as a plain ndarray view: slicing or indexing an
+    `np.memmap` itself runs Python code per call (`memmap.__array_finalize__`)."""
     if path.stat().st_size == 0:  # np.memmap refuses empty files
         return np.zeros(0, dtype=dtype)
-    return np.memmap(path, dtype=dtype, mode="r")
+    return np.asarray(np.memmap(path, dtype=dtype, mode="r"))
+
+
+def _gather(tokens: np.ndarray, offsets: np.ndarray, index: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """The ids of sentences `index` one after another, and their lengths."""
+    starts = offsets[index]
+    lengths = offsets[index + 1] - starts
+    ends = np.cumsum(lengths)
+    # position k of the output is token starts[s] + (k - first output position of s)
+    positions = np.arange(int(ends[-1]) if len(ends) else 0) + np.repeat(
+        starts - (ends - lengths), lengths)
+    return tokens[positions], lengths
 
 
 def flatten(seqs: Sequence[Sequence[int]], dtype: np.dtype | type) -> tuple[np.ndarray,
@@ -255,24 +285,41 @@ class TokenBucketBatchSampler(Sampler[list[int]]):
         return len(self._rank_batches())
 
 
-def collate(items: list[tuple[int, np.ndarray, np.ndarray]]) -> dict[str, Tensor]:
-    """Pad a batch: `src` = ids + EOS, `tgt_in` = BOS + ids, `tgt_out` = ids + EOS (pad 0)."""
-    n = len(items)
-    src_len = max(len(s) for _, s, _ in items) + 1
-    tgt_len = max(len(t) for _, _, t in items) + 1
-    src = torch.full((n, src_len), PAD_ID, dtype=torch.long)
-    tgt_in = torch.full((n, tgt_len), PAD_ID, dtype=torch.long)
-    tgt_out = torch.full((n, tgt_len), PAD_ID, dtype=torch.long)
-    for row, (_, s, t) in enumerate(items):
-        src[row, : len(s)] = torch.from_numpy(s.astype(np.int64))
-        src[row, len(s)] = EOS_ID
-        tgt_in[row, 0] = BOS_ID
-        tgt_in[row, 1 : len(t) + 1] = torch.from_numpy(t.astype(np.int64))
-        tgt_out[row, : len(t)] = tgt_in[row, 1 : len(t) + 1]
-        tgt_out[row, len(t)] = EOS_ID
+@dataclass(frozen=True, kw_only=True)
+class PairBatch:
+    """Token ids of a batch of pairs, flat per side with their lengths (unpadded, no BOS/EOS):
+    what `EncodedPairs.batch` gathers and `collate` pads."""
+
+    index: np.ndarray
+    src: np.ndarray
+    src_lengths: np.ndarray
+    tgt: np.ndarray
+    tgt_lengths: np.ndarray
+
+
+def _padded(flat: np.ndarray, lengths: np.ndarray, width: int) -> np.ndarray:
+    """(len(lengths), width) int64 array holding each sentence's ids left-aligned, PAD after."""
+    out = np.full((len(lengths), width), PAD_ID, dtype=np.int64)
+    out[np.arange(width) < lengths[:, None]] = flat  # row-major order = the flat order
+    return out
+
+
+def collate(batch: PairBatch) -> dict[str, Tensor]:
+    """Pad a batch: `src` = ids + EOS, `tgt_in` = BOS + ids, `tgt_out` = ids + EOS (pad 0),
+    with whole-batch numpy operations (no loop over sentences)."""
+    rows = np.arange(len(batch.index))
+    src = _padded(batch.src, batch.src_lengths, int(batch.src_lengths.max()) + 1)
+    src[rows, batch.src_lengths] = EOS_ID
+    ids = _padded(batch.tgt, batch.tgt_lengths, int(batch.tgt_lengths.max()))
+    tgt_in = np.empty((len(rows), ids.shape[1] + 1), dtype=np.int64)
+    tgt_in[:, 0] = BOS_ID
+    tgt_in[:, 1:] = ids
+    tgt_out = np.full_like(tgt_in, PAD_ID)
+    tgt_out[:, :-1] = ids
+    tgt_out[rows, batch.tgt_lengths] = EOS_ID
     return {
-        "index": torch.tensor([i for i, _, _ in items], dtype=torch.long),
-        "src": src,
-        "tgt_in": tgt_in,
-        "tgt_out": tgt_out,
+        "index": torch.from_numpy(batch.index),
+        "src": torch.from_numpy(src),
+        "tgt_in": torch.from_numpy(tgt_in),
+        "tgt_out": torch.from_numpy(tgt_out),
     }

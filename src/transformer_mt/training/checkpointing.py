@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Write each checkpoint to a temporary file in the same folder, then rename it.
 
     Lightning's own writer opens the destination and streams into it, so a crash mid-write
-    leaves a truncated `last.ckpt`; a rename is atomic on POSIX file systems.
+    leaves a truncated `last.ckpt`; a rename is atomic on POSIX file systems. `on_saved(path,
+    checkpoint)` is told about each file once it is complete (`fit` reports its path); every
+    checkpoint Lightning writes passes here, on rank 0 only.
     """
+
+    def __init__(self, on_saved: Callable[[Path, dict[str, Any]], None] | None = None) -> None:
+        super().__init__()
+        self.on_saved = on_saved
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None
@@ -35,6 +42,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(path, "wb") as handle:
             torch.save(checkpoint, handle)
+        if self.on_saved is not None:
+            self.on_saved(Path(path), checkpoint)
 
     def load_checkpoint(
         self, path: _PATH, map_location: Any = None, weights_only: bool | None = None

@@ -112,6 +112,8 @@ class TranslationModel(L.LightningModule):
         self._val_sums: torch.Tensor | None = None
         self._step_tokens = torch.zeros(())  # target tokens of the optimizer step so far
         self._val_hyps: list[tuple[int, str]] = []
+        self.grad_norm: torch.Tensor | None = None  # of the last logged step
+        self.val_bleu_scored = 0  # validation sentences the last validation BLEU scored
 
     # ---------------------------------------------------------------- setup and checkpoints
     def setup(self, stage: str) -> None:
@@ -159,9 +161,11 @@ class TranslationModel(L.LightningModule):
             self.config.pad_id,
         )
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        """Return the loss *summed* over the batch's target tokens; the gradient is divided by
-        the step's token count in `on_before_optimizer_step`."""
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int
+                      ) -> dict[str, torch.Tensor]:
+        """Return the loss *summed* over the batch's target tokens (the gradient is divided by
+        the step's token count in `on_before_optimizer_step`), with the detached sums that
+        `training.reporting.TrainingReport` adds up between its log lines."""
         loss_sum, nll_sum, n_tokens = self._loss(batch)
         self._step_tokens = self._step_tokens + n_tokens.detach()
         nll = nll_sum.detach() / n_tokens
@@ -170,7 +174,8 @@ class TranslationModel(L.LightningModule):
         self.log("train/ppl", torch.exp(nll))
         self.log("train/tokens", n_tokens.float(), reduce_fx="sum")
         self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], prog_bar=True)
-        return loss_sum
+        return {"loss": loss_sum, "loss_sum": loss_sum.detach(), "nll_sum": nll_sum.detach(),
+                "tokens": n_tokens}
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Make the step's gradient the paper's (and fairseq's): the sum of the per-token loss
@@ -188,10 +193,15 @@ class TranslationModel(L.LightningModule):
             dist.all_reduce(tokens)
         scale = (self.trainer.accumulate_grad_batches * world_size
                  / tokens.clamp(min=1.0)).float()
-        for parameter in self.parameters():
-            if parameter.grad is not None:
-                parameter.grad.mul_(scale)
+        # one multi-tensor kernel, not one Python call per parameter tensor (what
+        # clip_grad_norm_ does too)
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        torch._foreach_mul_(grads, scale)
         self._step_tokens = torch.zeros((), device=self.device)
+        # the norm of the step's gradient (before any clipping), on the steps that are logged
+        if (self.trainer.global_step + 1) % self.trainer.log_every_n_steps == 0 and grads:
+            self.grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+            self.log("train/grad_norm", self.grad_norm)
 
     def configure_optimizers(self):
         """Adam with the paper's schedule; fused on CPU and CUDA, except where Lightning's
@@ -237,7 +247,9 @@ class TranslationModel(L.LightningModule):
         self._val_sums += torch.stack([loss_sum.double(), nll_sum.double(), n_tokens.double()])
         self._test_indices.extend(batch["index"].tolist())
 
-    def _log_eval(self, prefix: str, references: list[str]) -> None:
+    def _log_eval(self, prefix: str, references: list[str]) -> int:
+        """Log the loss, NLL, perplexity and BLEU of the epoch; return how many sentences the
+        BLEU scored."""
         sums, hyps = self._val_sums, self._val_hyps
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(sums)
@@ -257,6 +269,7 @@ class TranslationModel(L.LightningModule):
                            metrics=("bleu",))
             self.log(f"{prefix}/bleu", result["bleu"]["score"], prog_bar=True,
                      rank_zero_only=True)
+        return len(hyps)
 
     def predict_step(self, batch: list[str], batch_idx: int) -> list[str]:
         """Translate a chunk of raw source lines (one output per line, same order), through
@@ -277,7 +290,13 @@ class TranslationModel(L.LightningModule):
                                       hyper_parameters=dict(self.hparams)))
 
     def on_validation_epoch_end(self) -> None:
-        self._log_eval("val", self.trainer.datamodule.references["valid"])
+        self.val_bleu_scored = self._log_eval("val", self.trainer.datamodule.references["valid"])
+
+    def val_bleu_description(self) -> str:
+        """How the last validation BLEU was measured (`bleu_description`)."""
+        return bleu_description(self.hparams.val_beam_size, self.hparams.val_length_penalty,
+                                self.hparams.val_bleu_sentences, self.val_bleu_scored,
+                                len(self.trainer.datamodule.references["valid"]))
 
     def on_test_epoch_end(self) -> None:
         """Loss as validation logs it; BLEU and chrF of the whole split, translated with the
@@ -293,3 +312,18 @@ class TranslationModel(L.LightningModule):
         for name in TEST_METRICS:
             self.log(f"test/{name}", scores[name]["score"], rank_zero_only=True)
         self.print(report)
+
+
+def bleu_description(beam: int, length_penalty: float, wanted: int, scored: int, total: int
+                     ) -> str:
+    """E.g. "greedy, the first 500 of 1,014 sentences": a validation BLEU over a subset with
+    greedy search is not comparable with a test score of a whole set with beam search, so the
+    logs say which it is. `wanted` sentences were asked for (`val_bleu_sentences`), `scored`
+    were decoded (fewer when `limit_val_batches` cuts the validation short), of `total`."""
+    search = "greedy" if beam == 1 else f"beam {beam}, length penalty {length_penalty}"
+    wanted = min(wanted, total)
+    if scored == total:
+        return f"{search}, all {total:,} sentences"
+    if scored == wanted:
+        return f"{search}, the first {wanted:,} of {total:,} sentences"
+    return f"{search}, {scored:,} of the first {wanted:,} of {total:,} sentences"
