@@ -118,6 +118,8 @@ def test_v1_attention_is_the_attention_commands_cross_grid(server: Server,
     grid = np.array(body["cross"])  # (layers, target, source), the mean over heads
     np.testing.assert_allclose(grid, arrays["cross"].mean(axis=1), atol=1e-4)
     np.testing.assert_allclose(grid.sum(axis=-1), 1.0, atol=1e-2)
+    # 4 decimals in the JSON itself: no float32 noise such as 0.010300000198185444
+    assert all(v == round(v, 4) for v in grid.ravel().tolist())
 
 
 @pytest.mark.parametrize(("path", "body", "status", "message"), [

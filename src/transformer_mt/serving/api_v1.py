@@ -58,7 +58,7 @@ def cross_attention(translator: Translator, text: str, translation: str | None
         "target_tokens": tokens["target_tokens"],
         "translation": loaded.tokenizer.decode([tgt_ids])[0],
         # (layers, target, source): the mean over heads, as `attention` draws it
-        "cross": arrays["cross"].mean(axis=1).round(4).tolist(),
+        "cross": arrays["cross"].mean(axis=1).astype("float64").round(4).tolist(),
     }
 
 
