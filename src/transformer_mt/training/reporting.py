@@ -121,44 +121,35 @@ class TrainingReport(Callback):
         seconds = max(now - self._last_time - self._validation_seconds, 1e-9)
         step = trainer.global_step
         nll = nll_sum / max(tokens, 1.0)
-        fields = [self._progress(trainer, step, now), f"epoch {trainer.current_epoch + 1}",
-                  f"loss {loss_sum / max(tokens, 1.0):.3f}", f"nll {nll:.3f}",
-                  f"ppl {math.exp(min(nll, 50.0)):.2f}",
-                  f"lr {self._lr:.3g}"]
+        numbers = {"loss": f"{loss_sum / max(tokens, 1.0):.3f}",
+                   "ppl": f"{math.exp(min(nll, 50.0)):.2f}", "lr": f"{self._lr:.3g}",
+                   "tok/s": f"{tokens / seconds:,.0f}"}
+        total = trainer.estimated_stepping_batches
+        eta, by_time = self._eta(trainer, total, step, now)
+        progress = f"step {step:,}/{int(total):,}" if math.isfinite(total) and not by_time \
+            else f"step {step:,}"  # no total when max_time ends the run first
+        fields = [progress, f"epoch {trainer.current_epoch + 1}", f"loss {numbers['loss']}",
+                  f"nll {nll:.3f}", f"ppl {numbers['ppl']}", f"lr {numbers['lr']}"]
         grad_norm = getattr(pl_module, "grad_norm", None)
         if grad_norm is not None:
             fields.append(f"gnorm {float(grad_norm):.3f}")
-        fields += [f"{tokens / seconds:,.0f} tgt tok/s", f"{sentences / seconds:,.1f} sent/s",
+        fields += [f"{numbers['tok/s']} tgt tok/s", f"{sentences / seconds:,.1f} sent/s",
                    peak_memory(pl_module.device), f"elapsed {duration(now - self._started)}"]
-        eta, by_time = self._eta(trainer, step, now)
         if eta is not None:
-            fields.append(f"ETA {duration(eta)}" + (" (max_time)" if by_time else ""))
+            numbers["ETA"] = duration(eta)
+            fields.append(f"ETA {numbers['ETA']}" + (" (max_time)" if by_time else ""))
         self._last_time, self._last_step, self._validation_seconds = now, step, 0.0
-        self.items = {**self.items, "loss": f"{loss_sum / max(tokens, 1.0):.3f}",
-                      "ppl": f"{math.exp(min(nll, 50.0)):.2f}", "lr": f"{self._lr:.3g}",
-                      "tok/s": f"{tokens / seconds:,.0f}",
-                      **({"ETA": duration(eta)} if eta is not None else {})}
+        self.items = {**self.items, **numbers}
         if self.plain:
             self._emit(" | ".join(fields))
 
-    def _progress(self, trainer: L.Trainer, step: int, now: float) -> str:
-        """'step 500/100,000', or 'step 500' when `max_time` ends the run first."""
-        total = trainer.estimated_stepping_batches
-        time_left = _time_left(trainer)
-        steps_eta = self._steps_eta(total, step, now)
-        if math.isfinite(total) and (time_left is None or steps_eta <= time_left):
-            return f"step {step:,}/{int(total):,}"
-        return f"step {step:,}"
-
-    def _steps_eta(self, total: float, step: int, now: float) -> float:
+    def _eta(self, trainer: L.Trainer, total: float, step: int, now: float
+             ) -> tuple[float | None, bool]:
+        """Seconds until training ends, and whether `max_time` is what ends it: the remaining
+        of `total` steps at the run's mean time per step, or the time left, if sooner."""
         done = step - self._first_step
-        if not math.isfinite(total) or done <= 0:
-            return math.inf
-        return (total - step) * (now - self._started) / done
-
-    def _eta(self, trainer: L.Trainer, step: int, now: float) -> tuple[float | None, bool]:
-        """Seconds until training ends, and whether `max_time` is what ends it."""
-        steps_eta = self._steps_eta(trainer.estimated_stepping_batches, step, now)
+        steps_eta = (total - step) * (now - self._started) / done \
+            if math.isfinite(total) and done > 0 else math.inf
         time_left = _time_left(trainer)
         if time_left is not None and time_left < steps_eta:
             return max(time_left, 0.0), True

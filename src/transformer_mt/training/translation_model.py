@@ -200,7 +200,7 @@ class TranslationModel(L.LightningModule):
         self._step_tokens = torch.zeros((), device=self.device)
         # the norm of the step's gradient (before any clipping), on the steps that are logged
         if (self.trainer.global_step + 1) % self.trainer.log_every_n_steps == 0 and grads:
-            self.grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+            self.grad_norm = torch.nn.utils.get_total_norm(grads)
             self.log("train/grad_norm", self.grad_norm)
 
     def configure_optimizers(self):
