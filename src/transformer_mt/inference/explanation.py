@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from transformer_mt.inference.attention_weights import attention_arrays
+from transformer_mt.inference.attention_weights import attention_arrays, attention_json
 from transformer_mt.inference.search import (
     BeamStep,
     Hypothesis,
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 
 TOP = 10  # pieces shown per target position
 DEFAULT_LABEL_SMOOTHING = 0.1  # the paper's, and `fit`'s default
-ATTENTION_DECIMALS = 4
 
 
 class BeamTree:
@@ -215,9 +214,7 @@ def explain(
 
 
 def to_json(explanation: dict[str, Any]) -> bytes:
-    """The record as compact JSON, attention probabilities rounded to ATTENTION_DECIMALS (in
-    float64: a float32 0.0103 would print as 0.010300000198185444, three times the bytes)."""
-    attention = {kind: array.astype("float64").round(ATTENTION_DECIMALS).tolist()
-                 for kind, array in explanation["attention"].items()}
+    """The record as compact JSON, attention probabilities rounded (`attention_json`)."""
+    attention = {kind: attention_json(array) for kind, array in explanation["attention"].items()}
     return json.dumps({**explanation, "attention": attention}, ensure_ascii=False,
                       separators=(",", ":")).encode("utf-8")

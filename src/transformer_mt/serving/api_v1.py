@@ -44,7 +44,11 @@ def cross_attention(translator: Translator, text: str, translation: str | None
                     ) -> dict[str, Any]:
     """The pieces of both sides and the head-averaged cross-attention of every decoder layer,
     computed on the model loop."""
-    from transformer_mt.inference.attention_weights import attention_arrays, sentence_ids
+    from transformer_mt.inference.attention_weights import (
+        attention_arrays,
+        attention_json,
+        sentence_ids,
+    )
 
     loaded = translator.loaded
     try:
@@ -58,7 +62,7 @@ def cross_attention(translator: Translator, text: str, translation: str | None
         "target_tokens": tokens["target_tokens"],
         "translation": loaded.tokenizer.decode([tgt_ids])[0],
         # (layers, target, source): the mean over heads, as `attention` draws it
-        "cross": arrays["cross"].mean(axis=1).astype("float64").round(4).tolist(),
+        "cross": attention_json(arrays["cross"].mean(axis=1)),
     }
 
 
