@@ -25,6 +25,7 @@ import torch
 from tests._tiny_ckpt import make_tiny_checkpoint, tiny_model
 from tests._tiny_fit import REPO, tiny_fit_args
 from transformer_mt.commands.main import main
+from transformer_mt.errors import UserError
 
 ERROR = "transformer-mt: error: "
 
@@ -221,6 +222,20 @@ def test_unwritable_output_leaves_nothing(tmp_path: Path, capsys: pytest.Capture
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["in.txt", "a_file"] + (["locked"] if os.geteuid() != 0 else []))
 
+
+
+def test_a_write_that_fails_midway_is_one_line_and_leaves_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A disk that fills up while `plot` or `attention --json` write (textio.write_bytes)."""
+    import transformer_mt.textio as textio
+
+    def full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(textio.os, "fsync", full)
+    with pytest.raises(UserError, match=r"out\.png: cannot write \(No space left on device\)"):
+        textio.write_bytes(tmp_path / "out.png", b"\x89PNG")
+    assert list(tmp_path.iterdir()) == []
 
 # ---------------------------------------------------------------- checkpoints
 @pytest.mark.parametrize(("kind", "message"), [

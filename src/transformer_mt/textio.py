@@ -121,3 +121,13 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """`data` into `path` through `atomic_write`; a write that fails (disk full, quota) is a
+    one-line UserError naming the file, like every other failure to write."""
+    try:
+        with atomic_write(path, "wb") as handle:
+            handle.write(data)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write ({exc.strerror})") from None

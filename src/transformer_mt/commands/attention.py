@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 
 from transformer_mt.commands.options import add_search_arguments, require_extra, search_options
 from transformer_mt.errors import UserError
-from transformer_mt.textio import atomic_write
+from transformer_mt.textio import write_bytes
 
 if TYPE_CHECKING:
     import numpy as np
@@ -122,11 +122,7 @@ def write_explanation(loaded: LoadedModel, text: str, options: SearchOptions,
         sys.stdout.buffer.write(body + b"\n")
         sys.stdout.flush()
         return
-    try:
-        with atomic_write(Path(path), "wb") as handle:
-            handle.write(body)
-    except OSError as exc:
-        raise UserError(f"{path}: cannot write ({exc.strerror})") from None
+    write_bytes(path, body)
     print(f"transformer-mt: wrote the explanation of {text!r} to {path}", file=sys.stderr)
 
 
@@ -150,8 +146,7 @@ def write_pictures(loaded: LoadedModel, args: argparse.Namespace,
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays,
                         **{name: np.array(labels, dtype=str) for name, labels in tokens.items()})
-    with atomic_write(out / "attention.npz", "wb") as handle:
-        handle.write(buffer.getvalue())
+    write_bytes(out / "attention.npz", buffer.getvalue())
     written = draw_all(arrays, tokens, out, args.layer, args.head)
     target_text = loaded.tokenizer.decode([tgt])[0]
     print(f"transformer-mt: wrote {written} pictures and attention.npz to {out} "
@@ -218,5 +213,4 @@ def draw_heatmap(
     fig.colorbar(image, ax=ax, label="attention probability", shrink=0.9)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
-    with atomic_write(path, "wb") as handle:
-        handle.write(buffer.getvalue())
+    write_bytes(path, buffer.getvalue())

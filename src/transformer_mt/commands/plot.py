@@ -10,7 +10,7 @@ from pathlib import Path
 
 from transformer_mt.commands.options import require_extra
 from transformer_mt.errors import UserError
-from transformer_mt.textio import atomic_write
+from transformer_mt.textio import write_bytes
 from transformer_mt.training.curves import draw, find_metrics, png_bytes, read_metrics
 
 PICTURE_NAME = "curves.png"
@@ -40,11 +40,7 @@ def run(args: argparse.Namespace) -> int:
     require_extra("matplotlib", "viz")
     curves = read_metrics(metrics)
     picture = png_bytes(draw(curves, str(metrics)))
-    try:
-        with atomic_write(out, "wb") as handle:
-            handle.write(picture)
-    except OSError as exc:
-        raise UserError(f"{out}: cannot write ({exc.strerror})") from None
+    write_bytes(out, picture)
     last = max((step for series in (curves.train_loss, curves.val_loss, curves.lr)
                 for step, _ in series), default=0)
     print(f"transformer-mt: wrote {out} (training curves of {metrics}: {len(curves.val_bleu)} "
